@@ -1,0 +1,1 @@
+"""Face filters: landmarks, warping, colour, blending and the swap/portrait modes."""

@@ -1,0 +1,1 @@
+"""Voice filters: streaming conversion toward the persona voice."""

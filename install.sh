@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up evercall on a fresh Debian/Ubuntu machine: system libraries, then a virtual environment in .venv.
+# Usage: bash install.sh          (runtime only)
+#        bash install.sh --test   (runtime + test and benchmark tools)
+# Re-running is cheap: apt and pip skip what is already there.
+set -euo pipefail
+cd "$(dirname "$0")"
+WANT_TEST=0
+[ "${1:-}" = "--test" ] && WANT_TEST=1
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+
+# System packages: PortAudio for sounddevice, espeak-ng to speak the demo persona's lines,
+# ffmpeg for reading odd containers; chromium for the real-browser tests.
+APT_PKGS="libportaudio2 espeak-ng libgl1 libglib2.0-0"
+[ $WANT_TEST = 1 ] && APT_PKGS="$APT_PKGS chromium"
+missing=""
+for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install -q -U pip "setuptools<81" wheel
+# torch first: 2.13.0 resolves to the local CPU build; an unpinned torch would pull GBs of CUDA packages.
+$PIP install -q "torch==2.13.0"
+if [ $WANT_TEST = 1 ]; then $PIP install -q -e ".[test]"; else $PIP install -q -e .; fi
+# insightface last and without its dependencies, so it does not add opencv-python beside opencv-contrib-python.
+$PIP install -q --no-deps "insightface==2.1"
+echo "evercall installed in .venv ($(.venv/bin/python --version))"
