@@ -1,1 +1,1 @@
-"""evercall calls."""
+"""Everything that touches the outside: server, WebRTC, devices, files, CLI."""

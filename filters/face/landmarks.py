@@ -6,10 +6,15 @@ frames, so each video stage owns its own mesher; stills (persona photos) use `st
 
 from __future__ import annotations
 
+import os
 import threading
 
 import cv2
 import numpy as np
+
+# MediaPipe logs through glog/absl to stderr on every graph start; keep the terminal for our own lines.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 N_MESH_POINTS = 468  # without the 10 iris points that refine_landmarks adds
 

@@ -1,0 +1,146 @@
+"""The `evercall` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from engine.errors import EvercallError
+
+DESCRIPTION = """\
+evercall: a real-time relay that presents a consented persona's face and voice in a video call.
+
+Start with the built-in demo (no camera, no persona of your own needed):
+  evercall serve --demo          then open the printed /join/ link in a browser
+Store a persona, with the consent of the next of kin, then call or render with it:
+  evercall persona create NAME --photo face.jpg --voice voice.wav --consent-by "..." \\
+      --relationship "..." --evidence consent.pdf
+  evercall serve --persona NAME
+  evercall render --persona NAME --input operator.mp4 --output out.mp4
+A persona needs one photo of the face and 15-90 s of the person speaking (3 s at least).
+"""
+
+
+def _persona_from_args(args: argparse.Namespace, use: str):
+    """The persona named by --persona (store name/id or folder) or --demo, with consent checked for `use`."""
+    from engine.resolve import open_persona
+
+    if args.persona:
+        return open_persona(args.persona, use)
+    if getattr(args, "demo", False):
+        from engine.demo import demo_assets
+
+        persona = open_persona(demo_assets().persona_dir, use)
+        persona.name = "demo (a composite of no real person)"
+        return persona
+    raise EvercallError("no persona given: pass --persona NAME (see `evercall persona list`) or --persona DIR, "
+                        "or --demo")
+
+
+def _source_from_args(args: argparse.Namespace):
+    from calls.sources import CombinedSource, FileSource, MicSource, WebcamSource
+
+    if args.source:
+        return FileSource(args.source, loop=True)
+    if args.demo:
+        from engine.demo import demo_assets
+
+        return FileSource(demo_assets().operator_clip, loop=True)
+    camera = int(args.camera) if str(args.camera).isdigit() else args.camera
+    mic = int(args.mic) if args.mic is not None and str(args.mic).isdigit() else args.mic
+    return CombinedSource(WebcamSource(camera), MicSource(mic))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from calls.serve import ServeOptions, serve_forever
+
+    persona = _persona_from_args(args, "call")
+    source = _source_from_args(args)
+
+    def announce(call) -> None:
+        print(f"persona: {persona.name}; face mode: {args.mode}; press Ctrl-C to end the call", flush=True)
+        print("far-end link (send this to the person you call):", flush=True)
+        print(call.join_url, flush=True)
+        print(f"operator page: {call.operator_url}", flush=True)
+
+    asyncio.run(serve_forever(persona, source, ServeOptions(args.host, args.port, args.mode), announce))
+    print("call ended", flush=True)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from calls.render import render
+
+    persona = _persona_from_args(args, "render")
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise EvercallError("--output must differ from --input: the input would be overwritten")
+    summary = render(persona, Path(args.input), Path(args.output), mode=args.mode,
+                     progress=sys.stderr.isatty())
+    for line in summary.lines():
+        print(line)
+    return 0
+
+
+PERSONA_HELP = ("a persona from the store (`evercall persona list`), or a folder holding a photo, a voice sample, "
+                "consent.json and the consent document it names")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evercall", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="start a call and print the far-end link",
+                           description="Start the relay. The far end opens the printed /join/ link in a browser; "
+                                       "the operator page shows the outgoing picture, the far end and live figures.")
+    serve.add_argument("--persona", metavar="NAME|DIR", help=PERSONA_HELP)
+    serve.add_argument("--demo", action="store_true",
+                       help="use the built-in sample persona (a composite of no real person) and sample operator "
+                            "clip: works with no camera")
+    serve.add_argument("--source", metavar="FILE", help="play this video file as the operator's camera and mic")
+    serve.add_argument("--camera", default="0", help="webcam index or device path (default 0)")
+    serve.add_argument("--mic", default=None, help="microphone index or name (default: the system default)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument("--mode", default="swap", choices=["swap"], help="face mode (default swap)")
+    serve.set_defaults(func=cmd_serve)
+
+    rend = sub.add_parser("render", help="convert a video file offline",
+                          description="Apply the persona's face and voice to a video file, frame by frame. "
+                                      "Keeps the frame count, frame rate and audio duration.")
+    rend.add_argument("--persona", metavar="NAME|DIR", help=PERSONA_HELP)
+    rend.add_argument("--demo", action="store_true", help="use the built-in sample persona")
+    rend.add_argument("--input", required=True, metavar="IN.mp4", help="the operator's video")
+    rend.add_argument("--output", required=True, metavar="OUT.mp4", help="where to write the result (MP4)")
+    rend.add_argument("--mode", default="swap", choices=["swap"], help="face mode (default swap)")
+    rend.set_defaults(func=cmd_render)
+
+    from calls import persona_cli
+
+    persona_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except EvercallError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

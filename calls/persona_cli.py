@@ -1,0 +1,192 @@
+"""`evercall persona ...` and `evercall audit verify`: the consent-bound persona store from the shell.
+
+The main CLI calls `register(subparsers)`; every leaf command sets `func(args) -> int` (the exit code)
+and raises EvercallError subclasses, which the main CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from engine.audit import AuditLog
+from engine.consent import USES, ConsentRecord, parse_scope, sha256_file
+from engine.errors import ConsentError, PersonaError
+from engine.store import PersonaStore, default_home
+
+STORE_HELP = """\
+Where and how personas are kept:
+  EVERCALL_HOME        folder of the store (default ~/.local/share/evercall); personas live
+                       encrypted under $EVERCALL_HOME/personas/, the audit log at audit.log.
+  EVERCALL_PASSPHRASE  passphrase that encrypts the store (AES-256-GCM, key from scrypt). The first
+                       `persona create` sets it; every later command needs the same one. If the
+                       `keyring` package is installed, it can instead be saved in the OS keyring under
+                       service 'evercall' with the store folder as user name. Lose it and the
+                       personas cannot be recovered.
+"""
+
+CONSENT_HELP = """\
+A persona is the photo and voice of a person who has died. It can only be created with the recorded
+consent of the next of kin:
+  --consent-by     who gave consent (full name of the next of kin)
+  --relationship   their relationship to the person (e.g. daughter, spouse)
+  --evidence       the consent document itself: a signed consent form, a scanned letter or an
+                   e-mail exported as PDF. Its SHA-256 is kept with the record so the document can
+                   later be matched to it; keep the document safe, the store does not keep a copy.
+  --scope          what the consent allows: 'call' (live video calls), 'render' (offline videos),
+                   or both (default: call,render)
+  --expires        the day the consent ends (YYYY-MM-DD, UTC); from that day the persona is refused.
+Consent can be revoked at any time with `evercall persona revoke`; the persona is then refused.
+"""
+
+
+def _store(args: argparse.Namespace) -> PersonaStore:
+    return PersonaStore(getattr(args, "home", None))
+
+
+def _expires(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write it as YYYY-MM-DD") from exc
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    evidence = Path(args.evidence)
+    if not evidence.is_file():
+        raise ConsentError(f"consent evidence {evidence} not found: give the signed consent document")
+    consent = ConsentRecord(consented_by=args.consent_by, relationship=args.relationship,
+                            evidence_sha256=sha256_file(evidence), scope=parse_scope(args.scope),
+                            expires=args.expires, evidence_name=evidence.name)
+    persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence)
+    print(f"created persona '{args.name.strip()}' (id {persona_id}); consent by {consent.consented_by} "
+          f"({consent.relationship}) for {', '.join(sorted(consent.scope))}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = _store(args).list()
+    if not rows:
+        print(f"no personas in {_store(args).home}")
+        return 0
+    for row in rows:
+        print(f"{row['id']}  {row['name'] or '?'}  {row['status']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    info = _store(args).show(args.name)
+    consent = info["consent"]
+    lines = [f"name:          {info['name']}", f"id:            {info['id']}",
+             f"created:       {info['created_at']}", f"consent:       {info['status']}",
+             f"consented by:  {consent['consented_by']} ({consent['relationship']})",
+             f"recorded:      {consent['recorded_at']}", f"scope:         {', '.join(consent['scope'])}",
+             f"expires:       {consent['expires'] or 'never'}",
+             f"evidence:      {consent['evidence_name']} sha256 {consent['evidence_sha256']}"]
+    if consent["revoked_at"]:
+        lines.append(f"revoked:       {consent['revoked_at']} {consent['revoked_reason'] or ''}".rstrip())
+    lines.append(f"derived data:  {', '.join(info['derived']) or 'none'}")
+    lines.append(f"stored:        {info['stored_bytes']} bytes, encrypted")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    consent = _store(args).revoke(args.name, args.reason)
+    print(f"consent for '{args.name}' revoked on {consent.revoked_at[:10]}; it can no longer be used. "
+          f"Remove its data with `evercall persona delete {args.name}`")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise PersonaError(f"deleting persona '{args.name}' cannot be undone: add --yes to confirm")
+        answer = input(f"Delete persona '{args.name}' and all its data for good? Type the name to confirm: ")
+        if answer.strip() != args.name.strip():
+            print("not deleted")
+            return 1
+    persona_id = _store(args).delete(args.name)
+    print(f"deleted persona '{args.name}' (id {persona_id}): photo, voice, consent and derived data removed")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    home = Path(args.home).expanduser() if getattr(args, "home", None) else default_home()
+    log = AuditLog(home / "audit.log")
+    result = log.verify()
+    if result.ok:
+        print(f"audit log {log.path}: {result.records} records, chain intact")
+        return 0
+    print(f"audit log {log.path}: {len(result.problems)} problem(s) in {result.records} records")
+    for problem in result.problems:
+        print(f"  {problem.kind}: {problem.message}")
+    return 1
+
+
+def _add_home(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", help="store folder (overrides EVERCALL_HOME)", default=argparse.SUPPRESS)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `persona` and `audit` to the main CLI's subparsers."""
+    raw = argparse.RawDescriptionHelpFormatter
+    persona = subparsers.add_parser("persona", help="create and manage consented personas",
+                                    description="Create, list, show, revoke and delete personas.\n\n"
+                                    + CONSENT_HELP + "\n" + STORE_HELP, formatter_class=raw)
+    sub = persona.add_subparsers(dest="persona_command", metavar="COMMAND", required=True)
+
+    create = sub.add_parser("create", help="store a new persona with the consent of the next of kin",
+                            description=CONSENT_HELP + "\n" + STORE_HELP, formatter_class=raw)
+    create.add_argument("name", metavar="NAME", help="display name, e.g. \"Grandma Rose\"")
+    create.add_argument("--photo", required=True, help="a clear, front-facing photo (JPEG or PNG)")
+    create.add_argument("--voice", required=True,
+                        help="a recording of the person speaking (WAV, FLAC, MP3...; 15-90 s is best)")
+    create.add_argument("--consent-by", required=True, help="full name of the next of kin who consented")
+    create.add_argument("--relationship", required=True, help="their relationship to the person")
+    create.add_argument("--evidence", required=True, metavar="FILE", help="the consent document (see above)")
+    create.add_argument("--scope", default=",".join(sorted(USES)),
+                        help="allowed uses, comma-separated: call, render (default: call,render)")
+    create.add_argument("--expires", type=_expires, metavar="YYYY-MM-DD", help="day the consent ends")
+    create.set_defaults(func=cmd_create)
+
+    listing = sub.add_parser("list", help="list personas and their consent status", description=STORE_HELP,
+                             formatter_class=raw)
+    listing.set_defaults(func=cmd_list)
+
+    show = sub.add_parser("show", help="show a persona's consent record (never its photo or voice)",
+                          description=STORE_HELP, formatter_class=raw)
+    show.add_argument("name", metavar="NAME", help="persona name or id")
+    show.set_defaults(func=cmd_show)
+
+    revoke = sub.add_parser("revoke", help="revoke consent: the persona can no longer be used",
+                            description="Record that the next of kin withdrew consent. The persona stays "
+                            "stored (and listed as revoked) until you delete it.\n\n" + STORE_HELP,
+                            formatter_class=raw)
+    revoke.add_argument("name", metavar="NAME", help="persona name or id")
+    revoke.add_argument("--reason", help="why consent was withdrawn (kept in the record and audit log)")
+    revoke.set_defaults(func=cmd_revoke)
+
+    delete = sub.add_parser("delete", help="delete a persona and all its data",
+                            description="Remove photo, voice, consent and derived data for good. A damaged "
+                            "persona can be deleted by its id (see `persona list`).\n\n" + STORE_HELP,
+                            formatter_class=raw)
+    delete.add_argument("name", metavar="NAME", help="persona name or id")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(func=cmd_delete)
+
+    for leaf in (create, listing, show, revoke, delete):
+        _add_home(leaf)
+
+    audit = subparsers.add_parser("audit", help="check the audit log",
+                                  description="The audit log ($EVERCALL_HOME/audit.log) records persona "
+                                  "creation, revocation, deletion, invites, calls and renders, each record "
+                                  "chained to the one before by SHA-256. It never holds photos or voices.",
+                                  formatter_class=raw)
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    verify = audit_sub.add_parser("verify", help="find edited, deleted or reordered audit records "
+                                  "(exit code 1 if any)")
+    _add_home(verify)
+    verify.set_defaults(func=cmd_audit_verify)

@@ -1,0 +1,211 @@
+"""The relay's web server: the far-end page and its WebRTC offer, and a small operator page.
+
+Routes
+  GET  /join/{token}            far-end page (plays the persona, sends the far end's camera and mic)
+  POST /join/{token}/offer      SDP offer in, answer out (aiortc)
+  GET  /operator/{token}        operator page: outgoing preview, the far end, live figures
+  GET  /operator/{token}/preview.mjpg | farend.mjpg | stats.json
+
+A wrong token gets 403 and a plain page. One far end at a time: a new join (a reload) replaces the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from importlib import resources
+
+import cv2
+from aiohttp import web
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from calls.ice import rtc_configuration
+from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_audio, consume_video
+from engine.media import VideoFrame
+from engine.pipeline import CallPipeline
+from engine.stages import AudioRing, LatestSlot
+
+log = logging.getLogger(__name__)
+MJPEG_BOUNDARY = "evercallframe"
+
+
+def _page(name: str) -> str:
+    return resources.files("calls").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def new_token() -> str:
+    """An unguessable URL-safe token (128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass
+class CallState:
+    """What the server shares with the rest of the call: the pipeline and the far end's media."""
+
+    pipeline: CallPipeline
+    persona_name: str
+    join_token: str = field(default_factory=new_token)
+    operator_token: str = field(default_factory=new_token)
+    farend_video: LatestSlot[VideoFrame] = field(default_factory=LatestSlot)
+    farend_audio: AudioRing = field(default_factory=lambda: AudioRing(48000, capacity_s=0.3))
+    peer: RTCPeerConnection | None = None
+    peer_tasks: list[asyncio.Task] = field(default_factory=list)
+    source_error: str | None = None
+    persona_id: str = ""
+    audit: Any = None  # engine.audit.AuditLog, or None to record nothing
+
+    def record(self, event: str, **fields: Any) -> None:
+        """Append to the audit log without letting a logging failure end the call."""
+        if self.audit is None:
+            return
+        try:
+            self.audit.append(event, persona=self.persona_id, **fields)
+        except Exception:
+            log.exception("could not write the audit record %s", event)
+
+
+def refused(reason: str, status: int = 403) -> web.Response:
+    body = _page("refused.html").replace("{reason}", html.escape(reason))
+    return web.Response(status=status, text=body, content_type="text/html")
+
+
+class CallServer:
+    """aiohttp application for one operator and one far end at a time."""
+
+    def __init__(self, state: CallState) -> None:
+        self.state = state
+        self.app = web.Application()
+        self.app.add_routes([
+            web.get("/", self.index),
+            web.get("/join/{token}", self.join_page),
+            web.post("/join/{token}/offer", self.offer),
+            web.get("/operator/{token}", self.operator_page),
+            web.get("/operator/{token}/preview.mjpg", self.preview_stream),
+            web.get("/operator/{token}/farend.mjpg", self.farend_stream),
+            web.get("/operator/{token}/stats.json", self.stats),
+        ])
+        self.app.on_shutdown.append(self._on_shutdown)
+
+    # -- pages ---------------------------------------------------------------------------------------
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(text="evercall is running. Open the link printed in the terminal.\n")
+
+    def _join_ok(self, request: web.Request) -> bool:
+        return secrets.compare_digest(request.match_info["token"], self.state.join_token)
+
+    def _operator_ok(self, request: web.Request) -> bool:
+        return secrets.compare_digest(request.match_info["token"], self.state.operator_token)
+
+    async def join_page(self, request: web.Request) -> web.Response:
+        if not self._join_ok(request):
+            return refused("The invitation code in this link is wrong.")
+        return web.Response(text=_page("join.html"), content_type="text/html",
+                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+    async def operator_page(self, request: web.Request) -> web.Response:
+        if not self._operator_ok(request):
+            return refused("The operator code in this link is wrong.")
+        base = f"/operator/{self.state.operator_token}"
+        join_url = f"{request.scheme}://{request.host}/join/{self.state.join_token}"
+        text = (_page("operator.html").replace("{base}", base).replace("{join_url}", html.escape(join_url))
+                .replace("{persona}", html.escape(self.state.persona_name)))
+        return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        if not self._operator_ok(request):
+            return refused("The operator code in this link is wrong.")
+        body = self.state.pipeline.stats()
+        body["far_end_connected"] = self.state.peer is not None and self.state.peer.connectionState == "connected"
+        body["source_error"] = self.state.source_error
+        return web.json_response(body)
+
+    # -- MJPEG previews for the operator -------------------------------------------------------------
+    async def _mjpeg(self, request: web.Request, slot: LatestSlot[VideoFrame]) -> web.StreamResponse:
+        if not self._operator_ok(request):
+            return refused("The operator code in this link is wrong.")
+        resp = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
+                                           "Cache-Control": "no-store"})
+        await resp.prepare(request)
+        version = 0
+        try:
+            while True:
+                version, item = await slot.wait_newer(version, timeout=1.0)
+                if item is None:
+                    continue
+                ok, jpg = await asyncio.to_thread(cv2.imencode, ".jpg", item.image, [cv2.IMWRITE_JPEG_QUALITY, 70])
+                if not ok:
+                    continue
+                await resp.write(f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                 f"Content-Length: {len(jpg)}\r\n\r\n".encode() + jpg.tobytes() + b"\r\n")
+                await asyncio.sleep(1 / 15)  # the operator's preview needs no more than 15 fps
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return resp
+
+    async def preview_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._mjpeg(request, self.state.pipeline.video_out)
+
+    async def farend_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._mjpeg(request, self.state.farend_video)
+
+    # -- WebRTC --------------------------------------------------------------------------------------
+    async def offer(self, request: web.Request) -> web.Response:
+        if not self._join_ok(request):
+            return refused("The invitation code in this link is wrong.")
+        try:
+            params = await request.json()
+            offer = RTCSessionDescription(sdp=params["sdp"], type=params["type"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return web.Response(status=400, text="bad offer: expected JSON with 'sdp' and 'type'")
+        await self._close_peer()
+        pc = RTCPeerConnection(rtc_configuration())
+        self.state.peer = pc
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            consumer = consume_video(track, self.state.farend_video) if track.kind == "video" \
+                else consume_audio(track, self.state.farend_audio)
+            self.state.peer_tasks.append(asyncio.ensure_future(consumer))
+
+        started: list[float] = []
+        far_end = request.remote or "unknown"
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("far end %s: %s", far_end, pc.connectionState)
+            if pc.connectionState == "connected" and not started:
+                started.append(time.monotonic())
+                self.state.record("call_started", far_end=far_end)
+            elif pc.connectionState in ("failed", "closed") and started:
+                self.state.record("call_ended", far_end=far_end,
+                                  duration_s=round(time.monotonic() - started.pop(), 1))
+            if pc.connectionState == "failed":
+                await pc.close()
+
+        try:
+            await pc.setRemoteDescription(offer)
+            pc.addTrack(PersonaVideoTrack(self.state.pipeline.video_out))
+            pc.addTrack(PersonaAudioTrack(self.state.pipeline.audio_out))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # a malformed SDP must not take the server down
+            await self._close_peer()
+            return web.Response(status=400, text=f"cannot use this offer: {exc}")
+        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+
+    async def _close_peer(self) -> None:
+        pc, self.state.peer = self.state.peer, None
+        for task in self.state.peer_tasks:
+            task.cancel()
+        self.state.peer_tasks.clear()
+        if pc is not None:
+            await pc.close()
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        await self._close_peer()
+

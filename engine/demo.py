@@ -1,0 +1,756 @@
+"""Built-in sample material: a persona that is nobody and an operator clip, made from package-shipped images.
+
+`evercall serve --demo` and the test-suite need a face photo, a voice sample and an operator video without a
+camera, a download or anyone's real likeness as the persona. Everything here is generated on first use and
+cached:
+
+- persona photo: a composite of several public-domain / package-shipped faces (matplotlib's Grace Hopper,
+  the frontal faces in insightface's `t1.jpg`, insightface's Tom Hanks crop). Shapes are averaged after a
+  similarity alignment and every face is warped to that mean shape before the textures are averaged, so
+  the result is a plausible face that matches none of its sources.
+- persona voice: espeak-ng `en+f3` reading neutral sentences, 16 kHz mono.
+- operator: scikit-image's astronaut photo (public domain, NASA; not part of the composite), animated
+  with gentle head motion and a mouth that opens with the envelope of its own speech (espeak-ng `en+m3`,
+  different sentences), encoded as H.264 + AAC in MP4.
+
+Each asset is written in a hidden scratch folder and renamed into place, so an interrupted build never
+leaves a half-written file that a later call would take as complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.audio_io import resample, write_wav
+from engine.errors import MediaError
+
+PHOTO_SIZE = 512
+VOICE_RATE = 16000
+CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS = 640, 480, 30
+CLIP_AUDIO_RATE = 48000
+
+PERSONA_TEXT = (
+    "Hello, it is good to hear your voice again. The garden is full of roses this summer, and the old "
+    "apple tree by the fence gave more fruit than ever. I walked down to the lake on Sunday morning; the "
+    "water was calm and the air smelled of pine. Tell me about your week, and about the children. I keep "
+    "thinking of the long dinners we used to have, with music playing in the kitchen."
+)
+OPERATOR_TEXT = (
+    "Good afternoon. I just came back from the market, and the bus was late. "
+    "Did you hear the forecast? They say it will snow on Thursday."
+)
+PERSONA_VOICE, OPERATOR_VOICE = "en+f3", "en+m3"
+
+# A source face is used only when it looks at the camera: a turned face warps into a smeared one.
+_MIN_FRONTAL = 0.65
+
+# The face in t1.jpg (relative centre) whose head, hair, clothes and room carry the composite face: a
+# frontal woman with a plain hairstyle. Averaging everyone's hair, hats, hands and rooms gives mud.
+_CARRIER_AT = (0.924, 0.376)
+
+# MediaPipe face-mesh index groups used below.
+_RIGHT_EYE = [7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246]
+_LEFT_EYE = [249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466]
+_LIPS = [0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267,
+         269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415]
+_INNER_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
+_INNER_LOWER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
+_OUTER_LOWER = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291]
+_N_MESH = 468
+
+
+@dataclass(frozen=True)
+class DemoAssets:
+    """Paths of the cached demo material."""
+
+    persona_dir: Path  # photo.png (composite face, 512x512) and voice.wav (16 kHz mono, ~20 s)
+    operator_clip: Path  # operator.mp4: 640x480, 30 fps, H.264 + AAC, ~8 s
+    operator_photo: Path  # operator.png: the still the clip animates, same framing as the clip
+
+
+def demo_cache_dir(cache_dir: Path | None = None) -> Path:
+    """Where the demo lives: `cache_dir`, else `$EVERCALL_HOME/demo`, else `~/.cache/evercall/demo`."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    home = os.environ.get("EVERCALL_HOME")
+    if home:
+        return Path(home) / "demo"
+    return Path.home() / ".cache" / "evercall" / "demo"
+
+
+def demo_assets(cache_dir: Path | None = None) -> DemoAssets:
+    """Return the demo material, building whatever is missing from the cache (a few seconds, once)."""
+    root = demo_cache_dir(cache_dir)
+    assets = DemoAssets(
+        persona_dir=root / "persona",
+        operator_clip=root / "operator.mp4",
+        operator_photo=root / "operator.png",
+    )
+    assets.persona_dir.mkdir(parents=True, exist_ok=True)
+    photo = assets.persona_dir / "photo.png"
+    voice = assets.persona_dir / "voice.wav"
+
+    if not photo.is_file():
+        _write_atomic(photo, lambda tmp: _imwrite(tmp, composite_face()), root)
+    if not voice.is_file():
+        _write_atomic(voice, lambda tmp: write_wav(tmp, persona_voice(), VOICE_RATE), root)
+    if not assets.operator_photo.is_file() or not assets.operator_clip.is_file():
+        still = operator_still()
+        if not assets.operator_photo.is_file():
+            _write_atomic(assets.operator_photo, lambda tmp: _imwrite(tmp, still), root)
+        if not assets.operator_clip.is_file():
+            _write_atomic(assets.operator_clip, lambda tmp: _write_operator_clip(tmp, still), root)
+    return assets
+
+
+# ----------------------------------------------------------------------------------------------------------
+# cache helpers
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None], scratch: Path) -> None:
+    """Write in a private folder under `scratch` and rename, so `path` exists only once it is complete.
+
+    The file keeps its own name while being written (the writers pick formats by suffix) but lives in a
+    hidden folder, so a reader listing the persona folder never sees it half-written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".build-", dir=scratch))
+    try:
+        tmp = tmp_dir / path.name
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _imwrite(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise MediaError(f"cannot write demo image {path}")
+
+
+@contextmanager
+def _mesher() -> Iterator[Callable[[np.ndarray], np.ndarray | None]]:
+    """A still-image face mesher returning the 468 mesh points (no iris) as float64, or None."""
+    from filters.face.landmarks import FaceMesher
+
+    mesher = FaceMesher(still=True)
+    try:
+        def mesh(image: np.ndarray) -> np.ndarray | None:
+            pts = mesher(image)
+            return None if pts is None else pts[:_N_MESH].astype(np.float64)
+
+        yield mesh
+    finally:
+        mesher.close()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# speech
+
+
+def speak(text: str, voice: str, rate: int) -> np.ndarray:
+    """Synthesise `text` with espeak-ng and return mono float32 at `rate`, peak-normalised to 0.7."""
+    import soundfile as sf
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise MediaError("espeak-ng is not installed: the demo voices need it (apt-get install espeak-ng)")
+    with tempfile.TemporaryDirectory(prefix="evercall-tts-") as tmp:
+        wav = Path(tmp) / "speech.wav"
+        proc = subprocess.run([exe, "-v", voice, "-w", str(wav), text], capture_output=True, timeout=60)
+        if proc.returncode != 0 or not wav.is_file():
+            detail = proc.stderr.decode(errors="replace").strip()
+            raise MediaError(f"espeak-ng failed for voice {voice}: {detail}")
+        data, file_rate = sf.read(str(wav), dtype="float32", always_2d=True)
+    samples = resample(data.mean(axis=1), int(file_rate), rate)
+    peak = float(np.max(np.abs(samples))) or 1.0
+    return (samples * (0.7 / peak)).astype(np.float32)
+
+
+def persona_voice() -> np.ndarray:
+    """The persona's voice sample: ~20 s of en+f3 at 16 kHz with a short silence either side."""
+    speech = speak(PERSONA_TEXT, PERSONA_VOICE, VOICE_RATE)
+    pad = np.zeros(int(0.3 * VOICE_RATE), np.float32)
+    return np.concatenate([pad, speech, pad])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the composite persona face
+
+
+@dataclass
+class _SourceFace:
+    name: str
+    image: np.ndarray  # BGR
+    points: np.ndarray  # (468, 2) float64 pixel mesh points in `image`
+    upscale: float  # pixels of `image` per pixel of the original photo (detail is no finer than this)
+    valid: np.ndarray  # float 0..1: 1 where `image` shows the photo, 0 where a crop ran past its edge
+    tight: bool = False  # the image is a tight face crop: nothing usable outside the face outline
+    glasses: bool = False  # frames over the eyes: the eyes count little
+    hat: bool = False  # a hat over the forehead: nothing above the brows counts
+    carrier: bool = False  # this photo's hair, clothes and room surround the composite face
+
+
+def _sample_paths() -> dict[str, Path]:
+    """Package-shipped sample photos; raises a clear error if a package is missing."""
+    try:
+        import insightface
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - both are project dependencies
+        raise MediaError(f"the demo persona needs {exc.name} installed (pip install -e .)") from exc
+    images = Path(insightface.__file__).parent / "data" / "images"
+    paths = {
+        "grace_hopper": Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+        "t1": images / "t1.jpg",
+        "tom_hanks": images / "Tom_Hanks_54745.png",
+    }
+    for path in paths.values():
+        if not path.is_file():
+            raise MediaError(f"demo sample image missing: {path} (reinstall matplotlib / insightface)")
+    return paths
+
+
+def _read_bgr(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise MediaError(f"cannot read demo sample image {path}")
+    return image
+
+
+def detect_faces(
+    image_bgr: np.ndarray, tile: int = 640, min_score: float = 0.5
+) -> list[tuple[float, float, float]]:
+    """Face centres and sizes (cx, cy, size) in a group photo, left to right.
+
+    MediaPipe's short-range detector only sees faces that fill a good part of its input, so it runs on
+    overlapping tiles; duplicates from the overlaps are merged, best score first. False hits are cheap:
+    the caller keeps only crops in which the mesher finds a frontal face.
+    """
+    import mediapipe as mp
+
+    h, w = image_bgr.shape[:2]
+    xs = list(range(0, max(w - tile, 0) + 1, tile // 2))
+    ys = list(range(0, max(h - tile, 0) + 1, tile // 2))
+    if xs[-1] + tile < w:
+        xs.append(w - tile)
+    if ys[-1] + tile < h:
+        ys.append(h - tile)
+    found: list[tuple[float, float, float, float]] = []
+    detection = mp.solutions.face_detection
+    with detection.FaceDetection(model_selection=0, min_detection_confidence=min_score) as det:
+        for y0 in ys:
+            for x0 in xs:
+                part = np.ascontiguousarray(image_bgr[y0:y0 + tile, x0:x0 + tile])
+                ph, pw = part.shape[:2]
+                result = det.process(cv2.cvtColor(part, cv2.COLOR_BGR2RGB))
+                for d in result.detections or []:
+                    if d.score[0] < min_score:
+                        continue
+                    b = d.location_data.relative_bounding_box
+                    size = max(b.width * pw, b.height * ph)
+                    cx = (b.xmin + b.width / 2) * pw + x0
+                    cy = (b.ymin + b.height / 2) * ph + y0
+                    found.append((float(d.score[0]), cx, cy, size))
+    found.sort(key=lambda f: -f[0])
+    kept: list[tuple[float, float, float, float]] = []
+    for f in found:
+        if all(np.hypot(f[1] - k[1], f[2] - k[2]) > 0.5 * k[3] for k in kept):
+            kept.append(f)
+    return [(cx, cy, size) for _, cx, cy, size in sorted(kept, key=lambda k: k[1])]
+
+
+def _crop(image: np.ndarray, cx: float, cy: float, side: float, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square crop of `side` pixels centred on (cx, cy), resampled to `out` pixels, and its valid mask.
+
+    Past the photo's edge the crop repeats the edge pixels (a mirror would put a second copy of the face
+    into it); the mask says where that happened.
+    """
+    s = out / side
+    m = np.float32([[s, 0, out / 2 - cx * s], [0, s, out / 2 - cy * s]])
+    crop = cv2.warpAffine(image, m, (out, out), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    ones = np.ones(image.shape[:2], np.float32)
+    valid = cv2.warpAffine(ones, m, (out, out), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    return crop, valid
+
+
+def _frontal(points: np.ndarray) -> float:
+    """1 for a face looking at the camera, lower as it turns (nose-to-eye-corner distance ratio)."""
+    r = np.linalg.norm(points[1] - points[33]) / max(np.linalg.norm(points[1] - points[263]), 1e-6)
+    return float(min(r, 1 / r))
+
+
+def source_faces() -> list[_SourceFace]:
+    """The frontal faces of the package-shipped sample photos, each with its mesh."""
+    paths = _sample_paths()
+    faces: list[_SourceFace] = []
+    with _mesher() as mesh:
+        grace = _read_bgr(paths["grace_hopper"])
+        pts = mesh(grace)
+        if pts is not None:
+            faces.append(_SourceFace("grace_hopper", grace, pts, 1.0, np.ones(grace.shape[:2], np.float32),
+                                     glasses=True, hat=True))
+
+        group = _read_bgr(paths["t1"])
+        for i, (cx, cy, size) in enumerate(detect_faces(group)):
+            side = size * 3.6  # room for hair and shoulders
+            crop, valid = _crop(group, cx, cy, side, 768)
+            pts = mesh(crop)
+            if pts is not None:
+                rel = (cx / group.shape[1], cy / group.shape[0])
+                carrier = bool(np.hypot(rel[0] - _CARRIER_AT[0], rel[1] - _CARRIER_AT[1]) < 0.05)
+                faces.append(_SourceFace(f"t1_{i}", crop, pts, 768 / side, valid, carrier=carrier))
+
+        hanks = _read_bgr(paths["tom_hanks"])  # a 112x112 aligned crop: pad it so the mesher sees a face
+        h, w = hanks.shape[:2]
+        padded = cv2.copyMakeBorder(hanks, h // 2, h // 2, w // 2, w // 2, cv2.BORDER_REPLICATE)
+        padded = cv2.resize(padded, (4 * w, 4 * h), interpolation=cv2.INTER_CUBIC)
+        valid = cv2.copyMakeBorder(np.ones((h, w), np.float32), h // 2, h // 2, w // 2, w // 2,
+                                   cv2.BORDER_CONSTANT, value=0.0)
+        valid = cv2.resize(valid, (4 * w, 4 * h), interpolation=cv2.INTER_LINEAR)
+        pts = mesh(padded)
+        if pts is not None:
+            faces.append(_SourceFace("tom_hanks", padded, pts, 2.0, valid, tight=True))
+    faces = [f for f in faces if _frontal(f.points) >= _MIN_FRONTAL]
+    if faces and not any(f.carrier for f in faces):  # fall back to any frontal face with its room
+        untight = [f for f in faces if not f.tight and not f.hat]
+        if untight:
+            untight[-1].carrier = True
+    if len(faces) < 4:
+        raise MediaError(f"only {len(faces)} usable sample faces for the demo persona: check mediapipe")
+    return faces
+
+
+def _person_mask(image: np.ndarray) -> np.ndarray:
+    """Soft 0..1 mask of the person (head, hair, shoulders) from MediaPipe's selfie segmentation."""
+    import mediapipe as mp
+
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        result = seg.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return np.clip(result.segmentation_mask.astype(np.float32), 0.0, 1.0)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 least-squares similarity (rotation, uniform scale, shift) taking `src` points onto `dst`."""
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    u, s, vt = np.linalg.svd(a.T @ b)
+    d = np.sign(np.linalg.det(u @ vt))
+    r = u @ np.diag([1.0, d]) @ vt
+    scale = (s * [1.0, d]).sum() / (a**2).sum()
+    m = scale * r.T
+    return np.hstack([m, (md - m @ ms)[:, None]])
+
+
+def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def _eye_openness(p: np.ndarray) -> float:
+    """Lid gap over eye width, both eyes: about 0.3 open, under 0.12 closed or looking down."""
+    r = np.linalg.norm(p[159] - p[145]) / np.linalg.norm(p[33] - p[133])
+    l = np.linalg.norm(p[386] - p[374]) / np.linalg.norm(p[362] - p[263])
+    return float((r + l) / 2)
+
+
+def _mouth_openness(p: np.ndarray) -> float:
+    """Inner-lip gap over mouth width: 0 for closed lips, 0.2+ for a laugh."""
+    return float(np.linalg.norm(p[13] - p[14]) / np.linalg.norm(p[78] - p[308]))
+
+
+def _region_weights(face: _SourceFace) -> tuple[float, float]:
+    """How much this face may contribute to the eyes and to the mouth of the composite.
+
+    Closed or downcast eyes, glasses and open laughing mouths are not shape: averaging them in gives
+    sleepy eyes, ghost frames and ghost teeth, so they count little there.
+    """
+    eyes = float(np.clip((_eye_openness(face.points) - 0.12) / 0.14, 0.05, 1.0))
+    if face.glasses:
+        eyes = 0.05
+    mouth = float(np.clip(1.0 - _mouth_openness(face.points) / 0.15, 0.05, 1.0))
+    return eyes, mouth
+
+
+def _grow(pts: np.ndarray, k: float) -> np.ndarray:
+    c = pts.mean(0)
+    return (pts - c) * k + c
+
+
+def _oval_rings(points: np.ndarray, oval: list[int], scales: tuple[float, ...]) -> np.ndarray:
+    """Rings of points around the face: the face outline scaled about its centre, for hair and neck."""
+    ring = points[oval]
+    centre = ring.mean(0)
+    return np.vstack([(ring - centre) * k + centre for k in scales])
+
+
+def _poly_mask(shape: tuple[int, int], pts: np.ndarray, blur: float = 0) -> np.ndarray:
+    """Float mask in 0..1 of the convex hull of `pts`, optionally feathered."""
+    mask = np.zeros(shape, np.float32)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(pts).astype(np.int32)), 1.0, lineType=cv2.LINE_AA)
+    if blur:
+        mask = cv2.GaussianBlur(mask, (0, 0), blur)
+    return mask
+
+
+def _mean_shape(faces: list[_SourceFace], weights: list[tuple[float, float]], size: int) -> np.ndarray:
+    """Generalised Procrustes mean of the meshes, placed upright in a size x size portrait frame.
+
+    Eye and lip points are weighted like the textures, so the mean has open eyes and closed lips.
+    """
+    point_w = np.ones((len(faces), _N_MESH))
+    for i, (we, wm) in enumerate(weights):
+        point_w[i, _RIGHT_EYE + _LEFT_EYE] = we
+        point_w[i, _LIPS] = wm
+    ref = faces[0].points
+    for _ in range(4):
+        aligned = np.stack([_apply(_similarity(f.points, ref), f.points) for f in faces])
+        ref = (aligned * point_w[..., None]).sum(0) / point_w.sum(0)[:, None]
+    right, left = ref[_RIGHT_EYE].mean(0), ref[_LEFT_EYE].mean(0)
+    angle = np.arctan2(left[1] - right[1], left[0] - right[0])
+    c, s = np.cos(-angle), np.sin(-angle)
+    rot = np.array([[c, -s], [s, c]])
+    scale = 0.18 * size / np.linalg.norm(left - right)  # eyes 18 % of the frame apart
+    return ((ref - (left + right) / 2) @ rot.T) * scale + (size / 2, 0.43 * size)
+
+
+def composite_face(size: int = PHOTO_SIZE) -> np.ndarray:
+    """A plausible face of nobody: the shape- and texture-average of the sample faces, BGR size x size.
+
+    The face (inside the mesh outline) is the weighted average of every source, warped to their mean
+    shape. Around it goes the carrier photo, warped the same way: its hair, neck, clothes and room, with
+    the room softened like a portrait lens would.
+    """
+    from filters.face.landmarks import face_oval_indices
+    from filters.face.warp import triangulate, warp_face
+
+    faces = source_faces()
+    oval = face_oval_indices()
+    weights = [_region_weights(f) for f in faces]
+    mean = _mean_shape(faces, weights, size)
+    iod = float(np.linalg.norm(mean[_RIGHT_EYE].mean(0) - mean[_LEFT_EYE].mean(0)))
+
+    # Extra points so the warp carries hair, neck and background, not just the mesh.
+    ring_scales = (1.35, 1.8, 2.4)
+    rings = _oval_rings(mean, oval, ring_scales)
+    ring_ok = np.all((rings > 4) & (rings < size - 5), axis=1)
+    g = np.linspace(0, size - 1, 6)
+    border = np.array([(x, y) for x in g for y in g if x in (g[0], g[-1]) or y in (g[0], g[-1])])
+    dst = np.vstack([mean, rings[ring_ok], border]).astype(np.float32)
+    tri = triangulate(dst)
+
+    shape = (size, size)
+    face_mask = _poly_mask(shape, _grow(mean[oval], 0.97), blur=size / 70)
+    skin = _poly_mask(shape, _grow(mean[oval], 0.8))
+    # Region masks feather over a good part of an eye width: a sharp change of who contributes shows
+    # as a seam (rings round the eyes) in the average.
+    soft = 0.12 * iod
+    eye_region = np.maximum(_poly_mask(shape, _grow(mean[_RIGHT_EYE], 1.5), blur=soft),
+                            _poly_mask(shape, _grow(mean[_LEFT_EYE], 1.5), blur=soft))
+    eyes = mean[_RIGHT_EYE + _LEFT_EYE]
+    eyes_c = eyes.mean(0)
+    mouth_region = _poly_mask(shape, _grow(mean[_LIPS], 1.3), blur=soft)
+    yy = np.arange(size, dtype=np.float32)[:, None]
+    below_glasses = np.clip((yy - eyes_c[1] - 0.55 * iod) / (0.35 * iod), 0, 1) * np.ones(shape, np.float32)
+    skin *= np.maximum(eye_region, mouth_region) < 0.05
+    brow_y = float(mean[[70, 63, 105, 66, 107, 336, 296, 334, 293, 300]][:, 1].min())
+    below_brows = np.clip((yy - brow_y + 0.1 * iod) / (0.2 * iod), 0, 1) * np.ones(shape, np.float32)
+
+    images, w_all, skin_means = [], [], []
+    carrier_img: np.ndarray | None = None
+    carrier_person: np.ndarray | None = None
+    carrier_i = 0
+    for i, (face, (we, wm)) in enumerate(zip(faces, weights)):
+        to_src = _similarity(mean, face.points)
+        # Outside the face the photo moves rigidly, so hair keeps its shape; the gap absorbs the mesh.
+        src = np.vstack([face.points, _apply(to_src, dst[_N_MESH:])]).astype(np.float32)
+        patch, _, (x0, y0, x1, y1) = warp_face(face.image, src, dst, tri, shape)
+        warped = np.zeros((size, size, 3), np.uint8)
+        warped[y0:y1, x0:x1] = patch
+        if face.carrier:
+            # Hair and clothes are warped through the outline and rings only: the thin triangles along the
+            # mesh edge would zigzag a strand of hair that crosses them. Inside, the average face goes.
+            pts = np.concatenate([oval, np.arange(_N_MESH, len(dst))])
+            c_tri = triangulate(dst[pts])
+            carrier_i = i
+            carrier_img = np.zeros((size, size, 3), np.uint8)
+            carrier_person = np.zeros(shape, np.float32)
+            for img, out in ((face.image, carrier_img), (_person_mask(face.image), carrier_person)):
+                cp, _, (cx0, cy0, cx1, cy1) = warp_face(img, src[pts], dst[pts], c_tri, shape)
+                out[cy0:cy1, cx0:cx1] = cp
+        # Match detail: a face upsampled from a small photo is soft; soften sharper ones to the same level
+        # so one high-resolution source does not dominate the look of the average.
+        own_iod = np.linalg.norm(face.points[_RIGHT_EYE].mean(0) - face.points[_LEFT_EYE].mean(0))
+        native_iod = own_iod / face.upscale
+        sigma = 0.5 * np.sqrt(max(0.0, (iod / 50.0) ** 2 - (iod / native_iod) ** 2))
+        if sigma > 0.3:
+            warped = cv2.GaussianBlur(warped, (0, 0), sigma)
+        images.append(warped.astype(np.float32))
+        face_skin = skin * below_glasses if face.glasses else skin
+        skin_means.append(images[-1][face_skin > 0].mean(0))
+
+        # Where the photo ran out (a crop past its edge), the repeated edge pixels must not count.
+        vp, _, (vx0, vy0, vx1, vy1) = warp_face(face.valid, src, dst, tri, shape)
+        w = np.zeros(shape, np.float32)
+        w[vy0:vy1, vx0:vx1] = vp
+        w = cv2.GaussianBlur(np.clip(2.0 * w - 1.0, 0, 1), (0, 0), soft)
+        w *= 1.0 - eye_region * (1.0 - we)
+        if face.glasses:  # frames and lenses reach brows, temples and cheeks: only the face below counts
+            w *= below_glasses
+        if face.hat:
+            w *= below_brows
+        w *= 1.0 - mouth_region * (1.0 - wm)
+        w_all.append(w)
+    if carrier_img is None or carrier_person is None:
+        raise MediaError("no sample photo can carry the demo persona's face: check the mediapipe install")
+
+    # Colour normalisation, white-balance style: per-channel gains bring every face's mean skin colour to
+    # one target (a greyscale photo is tinted the same way). Gains keep highlights and shadows in hue,
+    # where shifting Lab means turns the paler parts of a red-lit face green. The target is the mean
+    # skin of the colour photos, which is close to the warm neck of the carrier.
+    means = np.array(skin_means)
+    colour = np.ptp(means, axis=1) > 4.0
+    target = means[colour].mean(0)
+    stack = np.stack([img * (target / np.maximum(m, 1.0)) for img, m in zip(images, means)])
+    w_stack = np.stack(w_all)[..., None]
+    avg = (stack * w_stack).sum(0) / np.maximum(w_stack.sum(0), 1e-6)
+    # Averaging softens detail; sharpen the face a little and the eyes more (eyes are what people read).
+    amount = (0.7 + 0.9 * eye_region)[..., None]
+    avg = avg + amount * (avg - cv2.GaussianBlur(avg, (0, 0), 1.5))
+
+    # The carrier's room goes soft, as behind a portrait lens, so the face is what one looks at.
+    room = carrier_img.astype(np.float32)
+    person = cv2.GaussianBlur(carrier_person, (0, 0), size / 250)[..., None]
+    room = room * person + cv2.GaussianBlur(room, (0, 0), size / 100) * (1 - person)
+    fm = face_mask[..., None]
+    return np.clip(avg * fm + room * (1 - fm), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the operator clip
+
+
+def operator_still() -> np.ndarray:
+    """The operator's rest frame: scikit-image's astronaut photo framed like a 640x480 webcam picture."""
+    from skimage import data
+
+    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)  # 512x512, face in the upper half
+    scale = CLIP_WIDTH / photo.shape[1]
+    big = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(big[:CLIP_HEIGHT, :CLIP_WIDTH])
+
+
+def mouth_envelope(samples: np.ndarray, rate: int, fps: int, n_frames: int) -> np.ndarray:
+    """How far open the mouth is in each video frame (0..1), from the loudness of the speech around it."""
+    hop = rate / fps
+    half = int(0.025 * rate)
+    sq = np.concatenate([[0.0], np.cumsum(np.square(samples, dtype=np.float64))])
+    centres = (np.arange(n_frames) + 0.5) * hop
+    lo = np.clip(centres.astype(int) - half, 0, len(samples))
+    hi = np.clip(centres.astype(int) + half, 0, len(samples))
+    rms = np.sqrt((sq[hi] - sq[lo]) / np.maximum(hi - lo, 1))
+    voiced = rms[rms > 0.02 * rms.max()] if rms.max() > 0 else rms
+    ref = np.percentile(voiced, 90) if voiced.size else 1.0
+    level = np.clip(rms / max(ref, 1e-6), 0.0, 1.0)
+    level = np.where(level < 0.08, 0.0, level) ** 0.7
+    # Jaws open fast and close a little slower than the sound stops.
+    out = np.zeros(n_frames)
+    for i, v in enumerate(level):
+        prev = out[i - 1] if i else 0.0
+        out[i] = v if v > prev else prev + (v - prev) * 0.55
+    return out
+
+
+def _head_motion(t: float) -> tuple[float, float, float, float]:
+    """Gentle, non-repeating head motion at time t: (rotation degrees, scale, dx, dy) in pixels."""
+    rot = 3.0 * np.sin(2 * np.pi * 0.23 * t) + 1.2 * np.sin(2 * np.pi * 0.61 * t + 1.0)
+    scale = 1.0 + 0.025 * np.sin(2 * np.pi * 0.13 * t + 0.5)
+    dx = 9.0 * np.sin(2 * np.pi * 0.17 * t + 1.3) + 2.0 * np.sin(2 * np.pi * 0.53 * t)
+    dy = 4.0 * np.sin(2 * np.pi * 0.29 * t + 0.2)
+    return float(rot), float(scale), float(dx), float(dy)
+
+
+class _Animator:
+    """Moves the operator's head and opens the mouth of the still by one piecewise-affine warp a frame.
+
+    The control points are the face mesh (moved rigidly by the head motion, lower lip and jaw dropped by
+    the mouth opening), two rings around the head (moved fully and half) and the frame border (fixed),
+    so the head moves over a still room.
+    """
+
+    _FIELD_STEP = 2
+
+    def __init__(self, still: np.ndarray, mesh: np.ndarray) -> None:
+        from filters.face.landmarks import face_oval_indices
+        from filters.face.warp import triangulate
+
+        self.still = still
+        h, w = still.shape[:2]
+        oval = face_oval_indices()
+        rings = [_oval_rings(mesh, oval, (k,)) for k in (1.4, 2.3)]
+        inside = [np.all((r > 6) & (r < (w - 7, h - 7)), axis=1) for r in rings]
+        g_x, g_y = np.linspace(0, w - 1, 9), np.linspace(0, h - 1, 7)
+        border = np.array([(x, y) for x in g_x for y in g_y
+                           if x in (g_x[0], g_x[-1]) or y in (g_y[0], g_y[-1])])
+        self.src = np.vstack([mesh, rings[0][inside[0]], rings[1][inside[1]], border]).astype(np.float32)
+        n0, n1 = int(inside[0].sum()), int(inside[1].sum())
+        self.motion_w = np.concatenate([np.ones(_N_MESH + n0), np.full(n1, 0.5), np.zeros(len(border))])
+        self.tri = triangulate(self.src)
+
+        self.mouth_c = (mesh[13] + mesh[14]) / 2
+        self.mouth_w = float(np.linalg.norm(mesh[308] - mesh[78]))
+        chin, face_w = mesh[152], float(np.ptp(mesh[oval][:, 0]))
+        self.pivot = chin + (0.0, 0.6 * (chin[1] - mesh[10][1]))  # the neck, below the chin
+        # How much each mesh point follows the jaw: the lower lip fully, the chin fully, the cheeks less
+        # the further they are from the middle, nothing above the mouth corners.
+        drop = np.zeros(len(self.src))
+        below = np.clip((mesh[:, 1] - self.mouth_c[1]) / (0.25 * (chin[1] - self.mouth_c[1])), 0, 1)
+        across = np.clip(1.0 - ((mesh[:, 0] - chin[0]) / (0.55 * face_w)) ** 2, 0, 1)
+        drop[:_N_MESH] = below * across
+        drop[_OUTER_LOWER[1:-1] + _INNER_LOWER[1:-1]] = 1.0  # by index: a smile lifts the corners
+        drop[[61, 291, 78, 308]] = 0.3
+        self.drop = drop
+        # The interior colours: teeth from the brightest part of the rest mouth, dark for the throat.
+        poly = np.round(mesh[_INNER_UPPER + _INNER_LOWER[::-1]]).astype(np.int32)
+        m = np.zeros(still.shape[:2], np.uint8)
+        cv2.fillPoly(m, [poly], 255)
+        inner = still[m > 0].astype(np.float32)
+        if len(inner) >= 10:
+            bright = inner[inner.sum(1) >= np.percentile(inner.sum(1), 60)]
+            self.teeth = np.clip(np.median(bright, axis=0) * 0.95, 150, 235)
+        else:
+            self.teeth = np.array([200.0, 205.0, 215.0])
+        self.rest_gap = float(np.linalg.norm(mesh[13] - mesh[14]))
+        f = self._FIELD_STEP
+        gy, gx = np.mgrid[0:h // f, 0:w // f].astype(np.float32)
+        self.grid = np.dstack([gx, gy])  # identity field in low-res pixel units
+
+    def frame(self, t: float, opening: float) -> tuple[np.ndarray, np.ndarray]:
+        """The frame at time t with the mouth open by `opening` (0..1); returns (image, moved mesh)."""
+        from filters.face.warp import warp_face
+
+        rot, scale, dx, dy = _head_motion(t)
+        a = np.radians(rot)
+        m = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        moved = (self.src - self.pivot) @ m.T + self.pivot + (dx, dy)
+        dst = self.src + self.motion_w[:, None] * (moved - self.src)
+        jaw = opening * 0.3 * self.mouth_w
+        down = np.array([-np.sin(a), np.cos(a)])  # "down" in the turned head
+        dst = dst + (self.drop * jaw)[:, None] * down
+        dst = dst.astype(np.float32)
+
+        # The warp is computed as a field of source coordinates at half resolution (warping a coordinate
+        # grid: exact per triangle, smooth between) and applied at full resolution in one remap: a
+        # quarter of the per-pixel work of warping the frame itself.
+        h, w = self.still.shape[:2]
+        f = self._FIELD_STEP
+        c = (f - 1) / 2  # low-res pixel u is centred on full-res coordinate f * u + c
+        field, mask, (x0, y0, x1, y1) = warp_face(self.grid, (self.src - c) / f, (dst - c) / f, self.tri,
+                                                  (h // f, w // f))
+        coords = self.grid.copy()
+        sel = mask > 0
+        coords[y0:y1, x0:x1][sel] = field[sel]
+        coords = cv2.resize(coords * f + c, (w, h), interpolation=cv2.INTER_LINEAR)
+        out = cv2.remap(self.still, coords[..., 0], coords[..., 1], cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+        if jaw > 0.5:
+            self._paint_mouth(out, dst, jaw)
+        return out, dst[:_N_MESH]
+
+    def _paint_mouth(self, image: np.ndarray, pts: np.ndarray, jaw: float) -> None:
+        """Fill the opened lips with a dark mouth and a band of upper teeth, anti-aliased."""
+        upper, lower = pts[_INNER_UPPER], pts[_INNER_LOWER]
+        poly = np.vstack([upper, lower[::-1]])
+        x0, y0 = np.floor(poly.min(0)).astype(int) - 3
+        x1, y1 = np.ceil(poly.max(0)).astype(int) + 4
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            return
+        off = np.array([x0, y0], np.float32)
+
+        def fill(p: np.ndarray) -> np.ndarray:
+            mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+            cv2.fillPoly(mask, [np.round((p - off) * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+            return cv2.GaussianBlur(mask, (0, 0), 0.7)
+
+        mouth = fill(poly)
+        teeth_h = self.rest_gap + 0.12 * jaw
+        teeth = fill(np.vstack([upper, (upper + (0, teeth_h))[::-1]])) * mouth
+        xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+        centre = np.clip(1.0 - ((xs - upper[:, 0].mean()) / (0.5 * self.mouth_w)) ** 2, 0, 1) ** 0.5
+        teeth *= centre
+        ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+        depth = np.clip((ys - upper[:, 1].mean()) / max(jaw, 1.0), 0, 1)
+        throat = np.array([48, 42, 112], np.float32) * (1.0 - 0.6 * depth[..., None])  # dark red, deeper
+        region = image[y0:y1, x0:x1].astype(np.float32)
+        alpha = min(1.0, jaw / 4.0)  # small openings blend in from the stretched rest mouth
+        inside = throat * (1 - teeth[..., None]) + self.teeth * teeth[..., None]
+        region = region * (1 - alpha * mouth[..., None]) + inside * (alpha * mouth[..., None])
+        image[y0:y1, x0:x1] = np.clip(region, 0, 255).astype(np.uint8)
+
+
+def operator_audio() -> np.ndarray:
+    """The operator's speech at the clip's audio rate, with a short quiet either side."""
+    speech = speak(OPERATOR_TEXT, OPERATOR_VOICE, CLIP_AUDIO_RATE)
+    pad = np.zeros(int(0.3 * CLIP_AUDIO_RATE), np.float32)
+    return np.concatenate([pad, speech, pad])
+
+
+def _write_operator_clip(path: Path, still: np.ndarray) -> None:
+    """Animate the still to its own speech and encode H.264 + AAC (Opus if AAC is missing) in MP4."""
+    import av
+
+    audio = operator_audio()
+    per_frame = CLIP_AUDIO_RATE // CLIP_FPS
+    n_frames = -(-len(audio) // per_frame)
+    audio = np.pad(audio, (0, n_frames * per_frame - len(audio)))  # sound ends with the last frame
+    opening = mouth_envelope(audio, CLIP_AUDIO_RATE, CLIP_FPS, n_frames)
+
+    with _mesher() as mesh:
+        rest = mesh(still)
+    if rest is None:
+        raise MediaError("the demo operator photo shows no face to MediaPipe: check the mediapipe install")
+    animator = _Animator(still, rest)
+
+    audio_codec = "aac" if "aac" in av.codecs_available else "libopus"
+    with av.open(str(path), mode="w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=CLIP_FPS)
+        video.width, video.height, video.pix_fmt = CLIP_WIDTH, CLIP_HEIGHT, "yuv420p"
+        video.options = {"crf": "20", "preset": "superfast"}
+        sound = container.add_stream(audio_codec, rate=CLIP_AUDIO_RATE)
+        sound.layout = "mono"
+        chunk = sound.codec_context.frame_size or 1024
+        sent = 0
+        for i in range(n_frames):
+            image, _ = animator.frame(i / CLIP_FPS, float(opening[i]))
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = i
+            frame.time_base = Fraction(1, CLIP_FPS)
+            for packet in video.encode(frame):
+                container.mux(packet)
+            # Keep audio level with the video so the muxer interleaves without buffering it all.
+            until = min((i + 1) * per_frame, len(audio))
+            while sent + chunk <= until or (i == n_frames - 1 and sent < len(audio)):
+                part = audio[sent:sent + chunk]
+                aframe = av.AudioFrame.from_ndarray(part[None, :].astype(np.float32), format="fltp",
+                                                    layout="mono")
+                aframe.sample_rate = CLIP_AUDIO_RATE
+                aframe.pts = sent
+                aframe.time_base = Fraction(1, CLIP_AUDIO_RATE)
+                for packet in sound.encode(aframe):
+                    container.mux(packet)
+                sent += len(part)
+        for packet in video.encode(None):
+            container.mux(packet)
+        for packet in sound.encode(None):
+            container.mux(packet)

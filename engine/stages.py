@@ -1,0 +1,187 @@
+"""Hand-off between stages that keeps delay bounded.
+
+Video uses `LatestSlot`: a one-item mailbox where a new frame replaces an unread one (newest wins), so a
+slow stage skips frames instead of building a queue. Audio cannot skip like that without gaps, so it uses
+`AudioRing`: a bounded sample buffer that drops its oldest samples when a consumer falls behind and
+pads with silence when it runs dry, so its delay never grows past its capacity.
+`Worker` runs one function over a slot's items on its own thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Callable, Generic, TypeVar
+
+import numpy as np
+
+from engine.media import now
+from engine.metrics import LatencyStats
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class LatestSlot(Generic[T]):
+    """Newest-wins mailbox. `put` never blocks; readers wait for an item newer than the one they saw."""
+
+    def __init__(self, on_drop: Callable[[int], None] | None = None) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._version = 0
+        self._taken = 0
+        self._closed = False
+        self._on_drop = on_drop
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            if self._item is not None and self._taken < self._version and self._on_drop:
+                self._on_drop(1)
+            self._item = item
+            self._version += 1
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut)
+
+    def get(self, timeout: float | None = None) -> T | None:
+        """Block for an item not yet taken by `get`; None on timeout or close."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._closed or self._version > self._taken, timeout):
+                return None
+            if self._closed and self._version <= self._taken:
+                return None
+            self._taken = self._version
+            return self._item
+
+    def peek(self) -> tuple[int, T | None]:
+        """The newest item and its version, without taking it (many readers may peek)."""
+        with self._cond:
+            return self._version, self._item
+
+    async def wait_newer(self, version: int, timeout: float) -> tuple[int, T | None]:
+        """Await an item whose version is above `version` (for asyncio readers such as WebRTC tracks)."""
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            if self._version > version or self._closed:
+                return self._version, self._item
+            fut = loop.create_future()
+            self._waiters.append((loop, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            pass
+        return self.peek()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class AudioRing:
+    """Bounded mono float32 buffer with the capture time of its oldest sample.
+
+    `write` past capacity drops the oldest samples (counted); `read(n)` always returns n samples,
+    padding with silence when short (counted as underruns), so the reader's clock never stalls.
+    """
+
+    def __init__(self, sample_rate: int, capacity_s: float = 0.5) -> None:
+        self.sample_rate = sample_rate
+        self.capacity = int(capacity_s * sample_rate)
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._t_first: float | None = None
+        self._lock = threading.Condition()
+        self.dropped_samples = 0
+        self.underrun_samples = 0
+
+    def write(self, samples: np.ndarray, t_capture: float) -> None:
+        with self._lock:
+            if self._buf.size == 0:
+                self._t_first = t_capture
+            self._buf = np.concatenate([self._buf, samples.astype(np.float32, copy=False)])
+            excess = self._buf.size - self.capacity
+            if excess > 0:
+                self._buf = self._buf[excess:]
+                self.dropped_samples += excess
+                if self._t_first is not None:
+                    self._t_first += excess / self.sample_rate
+            self._lock.notify_all()
+
+    def take(self, n: int, timeout: float) -> tuple[np.ndarray, float] | None:
+        """Block until n samples are buffered and return them with the first one's capture time."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._buf.size >= n, timeout):
+                return None
+            out, self._buf = self._buf[:n], self._buf[n:]
+            t_first = self._t_first if self._t_first is not None else now()
+            self._t_first = t_first + n / self.sample_rate if self._buf.size else None
+            return out, t_first
+
+    def read(self, n: int) -> tuple[np.ndarray, float | None]:
+        """n samples and the capture time of the first (None when it was all padding)."""
+        with self._lock:
+            take = min(n, self._buf.size)
+            out, self._buf = self._buf[:take], self._buf[take:]
+            t_first = self._t_first if take else None
+            if self._t_first is not None:
+                self._t_first = self._t_first + take / self.sample_rate if self._buf.size else None
+        if take < n:
+            self.underrun_samples += n - take
+            out = np.concatenate([out, np.zeros(n - take, dtype=np.float32)])
+        return out, t_first
+
+    @property
+    def buffered_s(self) -> float:
+        with self._lock:
+            return self._buf.size / self.sample_rate
+
+
+class Worker(Generic[T]):
+    """A daemon thread that takes items from a LatestSlot, applies `fn`, and hands the result on.
+
+    Latency recorded per item is end-to-end from capture (`item.t_capture`) to the stage's output, so
+    the figure includes time spent waiting; exceptions are logged and the stage keeps running.
+    """
+
+    def __init__(self, name: str, inbox: LatestSlot[T], fn: Callable[[T], T],
+                 outbox: Callable[[T], None], stats: LatencyStats) -> None:
+        self.name = name
+        self._inbox, self._fn, self._outbox, self._stats = inbox, fn, outbox, stats
+        self._thread = threading.Thread(target=self._run, name=f"evercall-{name}", daemon=True)
+        self.errors = 0
+
+    def start(self) -> "Worker[T]":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._inbox.closed:
+            item = self._inbox.get(timeout=0.25)
+            if item is None:
+                continue
+            try:
+                result = self._fn(item)
+            except Exception:  # a filter bug must not end the call
+                self.errors += 1
+                log.exception("stage %s failed on one item", self.name)
+                continue
+            self._stats.record(now() - getattr(item, "t_capture", now()))
+            self._outbox(result)
+
+    def join(self, timeout: float = 2.0) -> None:
+        self._thread.join(timeout)

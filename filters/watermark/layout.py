@@ -1,0 +1,130 @@
+"""Key-derived geometry of the mark and the linear grid operators shared by embedder and detector.
+
+Everything is defined on a coarse canonical grid (40 x 30 cells, one cell per 16 x 16 macroblock at
+640 x 480): the detector area-averages luma onto this grid whatever the frame size, so a rescaled copy
+lands on the same cells. Each coded bit owns a scattered set of cells with +/- signs; its statistic is the
+signed mean of the high-passed cell values. The layout comes from SHAKE-256 of the key, not from NumPy's
+generators, so a mark made today stays decodable whatever NumPy version reads it later.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from filters.watermark.coding import CODED_BITS
+
+GRID_W = 40
+GRID_H = 30
+HIGHPASS_SIGMA = 1.5  # in cells; removes the slowly varying part of the image the mark does not need
+STEP = 5.0  # quantiser step (luma levels, in cell-statistic units): sets strength and PSNR
+
+# Luma weights (BT.601): adding the same value to B, G and R moves luma by exactly that value.
+LUMA_BGR = np.array([0.114, 0.587, 0.299], dtype=np.float32)
+
+
+def _stream(key: bytes, label: str, nbytes: int) -> bytes:
+    return hashlib.shake_256(b"evercall-wm-v1|" + label.encode() + b"|" + key).digest(nbytes)
+
+
+def _uniform(key: bytes, label: str, n: int) -> np.ndarray:
+    """n deterministic uniforms in [0, 1) from the key."""
+    raw = np.frombuffer(_stream(key, label, 8 * n), dtype=">u8").astype(np.float64)
+    return raw / 2.0**64
+
+
+def _gauss_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n) Gaussian blur with reflect-101 borders, as a matrix acting on columns."""
+    radius = int(np.ceil(3 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    out = np.zeros((n, n))
+    for i in range(n):
+        for k, w in zip(range(-radius, radius + 1), taps):
+            j = i + k
+            while j < 0 or j >= n:  # reflect-101: -1 -> 1, n -> n - 2
+                j = -j if j < 0 else 2 * (n - 1) - j
+            out[i, j] += w
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Cell-to-bit assignment, cell signs and quantiser dithers for one key."""
+
+    bit_of: np.ndarray  # (GRID_H * GRID_W,) coded-bit index of each cell
+    sign: np.ndarray  # (GRID_H * GRID_W,) +1/-1 per cell
+    count: np.ndarray  # (CODED_BITS,) cells per bit
+    dither: np.ndarray  # (CODED_BITS,) lattice offset per bit, in [0, STEP)
+    spread: np.ndarray  # (GRID_H * GRID_W, CODED_BITS) signed incidence matrix, cells x bits
+    blur_y: np.ndarray  # (GRID_H, GRID_H)
+    blur_x: np.ndarray  # (GRID_W, GRID_W)
+
+    def highpass(self, grid: np.ndarray) -> np.ndarray:
+        """Grid minus its Gaussian blur; works on (H, W) or (H, W, k) stacks."""
+        if grid.ndim == 2:
+            return grid - self.blur_y @ grid @ self.blur_x.T
+        return grid - np.einsum("ij,jkb,lk->ilb", self.blur_y, grid, self.blur_x)
+
+    def statistics(self, grid: np.ndarray) -> np.ndarray:
+        """Per-coded-bit statistic: signed mean of the high-passed grid over the bit's cells."""
+        return self.highpass(grid).reshape(-1) @ self.spread / self.count
+
+    def soft_bits(self, grid: np.ndarray) -> np.ndarray:
+        """+1 where the statistic sits on the bit-0 lattice, -1 on the bit-1 lattice, in between otherwise."""
+        return np.cos(2.0 * np.pi * (self.statistics(grid) - self.dither) / STEP)
+
+
+@functools.lru_cache(maxsize=8)
+def layout_for(key: bytes) -> Layout:
+    """The layout a key defines (cached: building it costs a few milliseconds)."""
+    cells = GRID_W * GRID_H
+    order = np.argsort(_uniform(key, "cells", cells), kind="stable")
+    bit_of = np.empty(cells, dtype=np.int64)
+    bit_of[order] = np.arange(cells) % CODED_BITS
+    # Alternate signs within each bit's cells so a brightness offset cancels in its statistic.
+    rank = np.empty(cells, dtype=np.int64)
+    rank[order] = np.arange(cells) // CODED_BITS
+    flip = _stream(key, "signs", CODED_BITS)
+    sign = np.where((rank + np.frombuffer(flip, np.uint8)[bit_of]) % 2 == 0, 1.0, -1.0)
+    count = np.bincount(bit_of, minlength=CODED_BITS).astype(np.float64)
+    spread = np.zeros((cells, CODED_BITS))
+    spread[np.arange(cells), bit_of] = sign
+    return Layout(
+        bit_of=bit_of,
+        sign=sign,
+        count=count,
+        dither=_uniform(key, "dither", CODED_BITS) * STEP,
+        spread=spread,
+        blur_y=_gauss_matrix(GRID_H, HIGHPASS_SIGMA),
+        blur_x=_gauss_matrix(GRID_W, HIGHPASS_SIGMA),
+    )
+
+
+def luma_grid(image: np.ndarray) -> np.ndarray:
+    """Area-averaged luma of a BGR (or grayscale) frame on the canonical grid, as float64."""
+    if image.ndim == 3:
+        luma = cv2.transform(image.astype(np.float32), LUMA_BGR[None, :])
+    else:
+        luma = image.astype(np.float32)
+    return cv2.resize(luma, (GRID_W, GRID_H), interpolation=cv2.INTER_AREA).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def resample_response(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """How a grid-level change, upsampled to (height, width) and area-averaged back, lands on the grid.
+
+    Returns (ry, rx) with ry[k] / rx[k] the grid response to a unit impulse in row / column k, measured with
+    the very cv2 calls the embedder and detector use (both are separable).
+    """
+    eye_x = np.eye(GRID_W, dtype=np.float32)
+    up_x = cv2.resize(eye_x, (width, GRID_W), interpolation=cv2.INTER_LINEAR)
+    rx = cv2.resize(up_x, (GRID_W, GRID_W), interpolation=cv2.INTER_AREA).astype(np.float64)
+    eye_y = np.eye(GRID_H, dtype=np.float32)
+    up_y = cv2.resize(eye_y, (height, GRID_H), interpolation=cv2.INTER_LINEAR)
+    ry = cv2.resize(up_y, (GRID_H, GRID_H), interpolation=cv2.INTER_AREA).astype(np.float64)
+    return ry, rx

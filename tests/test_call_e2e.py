@@ -1,0 +1,78 @@
+"""A far end joins the link over WebRTC and receives the persona's face and a voice that is not silent."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from calls.ice import rtc_configuration
+from calls.serve import ServeOptions, start_call
+from calls.sources import FileSource
+from tests.identity import distance, face_descriptor
+
+
+async def _join(url: str, seconds: float) -> dict:
+    pc = RTCPeerConnection(rtc_configuration())
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    got: dict = {"frames": [], "audio": []}
+    tasks = []
+
+    @pc.on("track")
+    def on_track(track) -> None:
+        async def pull() -> None:
+            while True:
+                frame = await track.recv()
+                if track.kind == "video":
+                    got["frames"].append(frame.to_ndarray(format="bgr24"))
+                else:
+                    got["audio"].append(frame.to_ndarray().astype(np.float32).reshape(-1) / 32768.0)
+        tasks.append(asyncio.ensure_future(pull()))
+
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/offer", json={"sdp": pc.localDescription.sdp,
+                                                      "type": pc.localDescription.type}) as resp:
+            assert resp.status == 200, await resp.text()
+            answer = await resp.json()
+    await pc.setRemoteDescription(RTCSessionDescription(**answer))
+    await asyncio.sleep(seconds)
+    got["state"] = pc.connectionState
+    for task in tasks:
+        task.cancel()
+    await pc.close()
+    return got
+
+
+async def test_far_end_receives_persona_face_and_voice(demo, demo_persona) -> None:
+    source = FileSource(demo.operator_clip, loop=True)
+    call = await start_call(demo_persona, source, ServeOptions(port=0))
+    try:
+        got = await _join(call.join_url, seconds=6.0)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(call.join_url + "x") as resp:
+                assert resp.status == 403
+    finally:
+        await call.stop()
+
+    assert got["state"] == "connected"
+    assert len(got["frames"]) > 60, "the far end should receive a steady stream of frames"
+    persona = face_descriptor(demo_persona.photo)
+    import cv2
+    operator = face_descriptor(cv2.imread(str(demo.operator_photo)))
+    closer = faced = 0
+    for image in got["frames"][-30::3]:
+        desc = face_descriptor(image)
+        if desc is None:
+            continue
+        faced += 1
+        closer += distance(desc, persona) < distance(desc, operator)
+    assert faced >= 5, "the received video should show a face"
+    assert closer / faced >= 0.9, f"only {closer}/{faced} received frames look like the persona"
+    audio = np.concatenate(got["audio"][-150:])
+    rms = float(np.sqrt(np.mean(audio ** 2)))
+    assert rms > 0.01, f"far end audio is silent (rms {rms:.4f})"

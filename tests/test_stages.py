@@ -1,0 +1,85 @@
+"""Hand-off between stages keeps delay bounded: newest wins for video, a bounded ring for audio."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+
+from engine.media import VideoFrame, now
+from engine.metrics import LatencyStats
+from engine.stages import AudioRing, LatestSlot, Worker
+
+
+def _frame(seq: int) -> VideoFrame:
+    return VideoFrame(np.zeros((2, 2, 3), np.uint8), now(), seq)
+
+
+def test_latest_slot_keeps_only_the_newest_and_counts_drops() -> None:
+    dropped = []
+    slot: LatestSlot[VideoFrame] = LatestSlot(on_drop=dropped.append)
+    for i in range(5):
+        slot.put(_frame(i))
+    assert slot.get(timeout=0.1).seq == 4
+    assert len(dropped) == 4
+    assert slot.get(timeout=0.05) is None, "a taken item is not handed out twice"
+
+
+async def test_latest_slot_wakes_async_readers_from_another_thread() -> None:
+    slot: LatestSlot[VideoFrame] = LatestSlot()
+    threading.Timer(0.05, lambda: slot.put(_frame(7))).start()
+    version, item = await slot.wait_newer(0, timeout=2.0)
+    assert version == 1 and item.seq == 7
+
+
+def test_audio_ring_bounds_delay_and_pads_underruns() -> None:
+    ring = AudioRing(1000, capacity_s=0.1)
+    ring.write(np.arange(250, dtype=np.float32), t_capture=10.0)
+    assert ring.buffered_s == 0.1, "the ring never holds more than its capacity"
+    assert ring.dropped_samples == 150
+    out, t = ring.read(50)
+    assert out[0] == 150 and abs(t - 10.15) < 1e-9, "the oldest samples went, with their capture time"
+    out, _ = ring.read(100)
+    assert ring.underrun_samples == 50 and np.all(out[50:] == 0)
+
+
+def test_slow_worker_skips_frames_instead_of_queueing() -> None:
+    inbox: LatestSlot[VideoFrame] = LatestSlot()
+    done: list[VideoFrame] = []
+    stats = LatencyStats()
+
+    def slow(frame: VideoFrame) -> VideoFrame:
+        time.sleep(0.02)
+        return frame
+
+    worker = Worker("slow", inbox, slow, done.append, stats).start()
+    for i in range(40):
+        inbox.put(_frame(i))
+        time.sleep(0.002)
+    time.sleep(0.1)
+    inbox.close()
+    worker.join()
+    assert done[-1].seq == 39, "the newest frame is always processed"
+    assert len(done) < 20, "frames that arrived while busy were skipped, not queued"
+    assert stats.summary()["count"] == len(done)
+
+
+def test_worker_survives_a_failing_filter() -> None:
+    inbox: LatestSlot[VideoFrame] = LatestSlot()
+    done: list[VideoFrame] = []
+
+    def flaky(frame: VideoFrame) -> VideoFrame:
+        if frame.seq == 0:
+            raise RuntimeError("boom")
+        return frame
+
+    worker = Worker("flaky", inbox, flaky, done.append, LatencyStats()).start()
+    inbox.put(_frame(0))
+    time.sleep(0.05)
+    inbox.put(_frame(1))
+    time.sleep(0.05)
+    inbox.close()
+    worker.join()
+    assert worker.errors == 1 and [f.seq for f in done] == [1]
