@@ -24,8 +24,14 @@ import soxr  # noqa: E402
 from engine.audio_io import resample  # noqa: E402
 from filters.voice.profile import FFT_SIZE, RATE, VoiceProfile, measure  # noqa: E402
 from filters.voice.stream import VoiceStream  # noqa: E402
-from filters.voice.world_stream import (EQ_LIMIT, EQ_SMOOTH_BINS, WorldVoiceConverter, estimate_warp,  # noqa: E402
-                                         smooth_bins, warp_envelope)
+from filters.voice.world_stream import (  # noqa: E402
+    EQ_LIMIT,
+    EQ_SMOOTH_BINS,
+    WorldVoiceConverter,
+    estimate_warp,
+    smooth_bins,
+    warp_envelope,
+)
 from tests import voice_samples as vs  # noqa: E402
 
 

@@ -3,6 +3,7 @@
 Routes
   GET  /join/{token}            far-end page (plays the persona, sends the far end's camera and mic)
   POST /join/{token}/offer      SDP offer in, answer out (aiortc)
+  POST /join/{token}/report     the far-end page's own WebRTC figures, shown to the operator
   GET  /operator/{token}        operator page: outgoing preview, the far end, live figures
   GET  /operator/{token}/preview.mjpg | farend.mjpg | stats.json
 
@@ -57,6 +58,7 @@ class CallState:
     peer: RTCPeerConnection | None = None
     peer_tasks: list[asyncio.Task] = field(default_factory=list)
     source_error: str | None = None
+    farend_report: dict | None = None  # the far end's own figures (frames decoded, fps), for the operator
     persona_id: str = ""
     audit: Any = None  # engine.audit.AuditLog, or None to record nothing
 
@@ -85,6 +87,7 @@ class CallServer:
             web.get("/", self.index),
             web.get("/join/{token}", self.join_page),
             web.post("/join/{token}/offer", self.offer),
+            web.post("/join/{token}/report", self.farend_report),
             web.get("/operator/{token}", self.operator_page),
             web.get("/operator/{token}/preview.mjpg", self.preview_stream),
             web.get("/operator/{token}/farend.mjpg", self.farend_stream),
@@ -123,7 +126,24 @@ class CallServer:
         body = self.state.pipeline.stats()
         body["far_end_connected"] = self.state.peer is not None and self.state.peer.connectionState == "connected"
         body["source_error"] = self.state.source_error
+        body["far_end_report"] = self.state.farend_report
         return web.json_response(body)
+
+    async def farend_report(self, request: web.Request) -> web.Response:
+        """The far-end page posts what its browser measures (WebRTC stats), so the operator sees it too."""
+        if not self._join_ok(request):
+            return refused("The invitation code in this link is wrong.")
+        if (request.content_length or 0) > 64_000:
+            return web.Response(status=413, text="report too large")
+        try:
+            report = await request.json()
+        except (json.JSONDecodeError, ValueError):
+            return web.Response(status=400, text="bad report: expected JSON")
+        if not isinstance(report, dict):
+            return web.Response(status=400, text="bad report: expected a JSON object")
+        report["received_at"] = time.time()
+        self.state.farend_report = report
+        return web.Response(status=204)
 
     # -- MJPEG previews for the operator -------------------------------------------------------------
     async def _mjpeg(self, request: web.Request, slot: LatestSlot[VideoFrame]) -> web.StreamResponse:

@@ -7,8 +7,12 @@ cached:
 - persona photo: a composite of several public-domain / package-shipped faces (matplotlib's Grace Hopper,
   the frontal faces in insightface's `t1.jpg`, insightface's Tom Hanks crop). Shapes are averaged after a
   similarity alignment and every face is warped to that mean shape before the textures are averaged, so
-  the result is a plausible face that matches none of its sources.
+  the result is a plausible face that matches none of its sources. It sits on one source's head and
+  shoulders, cut out of its group photo, with the hair dyed another shade, in front of a plain studio
+  backdrop: a portrait of nobody, not a crop of a photo of real people.
 - persona voice: espeak-ng `en+f3` reading neutral sentences, 16 kHz mono.
+- persona consent: like every persona folder, the demo's carries `consent.json`, a consent record whose
+  evidence is `ABOUT.txt`, a statement of what the persona is made of and that it depicts no real person.
 - operator: scikit-image's astronaut photo (public domain, NASA; not part of the composite), animated
   with gentle head motion and a mouth that opens with the envelope of its own speech (espeak-ng `en+m3`,
   different sentences), encoded as H.264 + AAC in MP4.
@@ -33,7 +37,9 @@ import cv2
 import numpy as np
 
 from engine.audio_io import resample, write_wav
+from engine.consent import ConsentRecord, sha256_file
 from engine.errors import MediaError
+from engine.resolve import CONSENT_FILE
 
 PHOTO_SIZE = 512
 VOICE_RATE = 16000
@@ -51,6 +57,21 @@ OPERATOR_TEXT = (
     "Did you hear the forecast? They say it will snow on Thursday."
 )
 PERSONA_VOICE, OPERATOR_VOICE = "en+f3", "en+m3"
+
+# Bumped whenever the persona photo or its statement changes: a cache built by an older evercall holds
+# the older photo, which must not be served (the stamp lives beside the persona folder, not in it).
+PERSONA_VERSION = 2
+_VERSION_STAMP = ".persona-version"
+ABOUT_FILE = "ABOUT.txt"
+_ABOUT_BY = "nobody: synthetic composite made by evercall"
+_ABOUT_RELATIONSHIP = "none (depicts no real person)"
+# The package-shipped images the persona is made from, by package and path inside it.
+_SOURCES = (
+    ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "face"),
+    ("insightface", "data/images/t1.jpg", "the frontal faces of this group photo; one of them also gives "
+     "the outline of hair, neck and shoulders, its hair recoloured and its room removed"),
+    ("insightface", "data/images/Tom_Hanks_54745.png", "face"),
+)
 
 # A source face is used only when it looks at the camera: a turned face warps into a smeared one.
 _MIN_FRONTAL = 0.65
@@ -74,7 +95,8 @@ _N_MESH = 468
 class DemoAssets:
     """Paths of the cached demo material."""
 
-    persona_dir: Path  # photo.png (composite face, 512x512) and voice.wav (16 kHz mono, ~20 s)
+    # photo.png (composite face, 512x512), voice.wav (16 kHz mono, ~20 s), ABOUT.txt and consent.json
+    persona_dir: Path
     operator_clip: Path  # operator.mp4: 640x480, 30 fps, H.264 + AAC, ~8 s
     operator_photo: Path  # operator.png: the still the clip animates, same framing as the clip
 
@@ -100,9 +122,23 @@ def demo_assets(cache_dir: Path | None = None) -> DemoAssets:
     assets.persona_dir.mkdir(parents=True, exist_ok=True)
     photo = assets.persona_dir / "photo.png"
     voice = assets.persona_dir / "voice.wav"
+    about = assets.persona_dir / ABOUT_FILE
+    consent = assets.persona_dir / CONSENT_FILE
+    stamp = root / _VERSION_STAMP
 
+    current = _read_stamp(stamp) == PERSONA_VERSION
+    if not current:  # built by an older evercall (or the stamp is gone): photo and statement are stale
+        for stale in (photo, about, consent):
+            stale.unlink(missing_ok=True)
     if not photo.is_file():
         _write_atomic(photo, lambda tmp: _imwrite(tmp, composite_face()), root)
+    if not about.is_file() or not consent.is_file():
+        # The record names the statement by its hash, so both are written together, statement first.
+        _write_atomic(about, lambda tmp: tmp.write_text(about_text(), encoding="utf-8"), root)
+        record = demo_consent(about)
+        _write_atomic(consent, lambda tmp: tmp.write_text(record.to_json(), encoding="utf-8"), root)
+    if not current:
+        _write_atomic(stamp, lambda tmp: tmp.write_text(f"{PERSONA_VERSION}\n", encoding="utf-8"), root)
     if not voice.is_file():
         _write_atomic(voice, lambda tmp: write_wav(tmp, persona_voice(), VOICE_RATE), root)
     if not assets.operator_photo.is_file() or not assets.operator_clip.is_file():
@@ -114,8 +150,48 @@ def demo_assets(cache_dir: Path | None = None) -> DemoAssets:
     return assets
 
 
+def about_text() -> str:
+    """The demo persona's statement: what it is made of, that it depicts nobody, its voice, its sources."""
+    sources = "\n".join(f"- {package}: {path} ({use})" for package, path, use in _SOURCES)
+    return f"""evercall demo persona (version {PERSONA_VERSION})
+
+This persona is a synthetic composite made by evercall from sample images that ship inside Python
+packages, by averaging face shape and texture: the face meshes of several sample faces are averaged,
+every face is warped to that mean shape, and the warped faces are averaged. The head and shoulders
+around the face are one sample's outline of hair, neck and shoulders, with the hair recoloured, in
+front of a plain studio backdrop that replaces its room.
+
+It depicts no real person.
+
+Its voice is synthetic speech: espeak-ng, voice {PERSONA_VOICE}.
+
+Sources:
+{sources}
+"""
+
+
+def demo_consent(about: Path) -> ConsentRecord:
+    """The consent record of the demo persona: nobody's likeness, so nobody consented; ABOUT.txt is the
+    evidence that says so, bound by its hash like any consent document."""
+    return ConsentRecord(
+        consented_by=_ABOUT_BY,
+        relationship=_ABOUT_RELATIONSHIP,
+        evidence_sha256=sha256_file(about),
+        evidence_name=about.name,
+        scope=frozenset({"call", "render"}),
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------
 # cache helpers
+
+
+def _read_stamp(path: Path) -> int | None:
+    """The persona version a cache was built with, or None when unknown (no stamp, unreadable)."""
+    try:
+        return int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None], scratch: Path) -> None:
@@ -331,15 +407,6 @@ def source_faces() -> list[_SourceFace]:
     return faces
 
 
-def _person_mask(image: np.ndarray) -> np.ndarray:
-    """Soft 0..1 mask of the person (head, hair, shoulders) from MediaPipe's selfie segmentation."""
-    import mediapipe as mp
-
-    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
-        result = seg.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return np.clip(result.segmentation_mask.astype(np.float32), 0.0, 1.0)
-
-
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """2x3 least-squares similarity (rotation, uniform scale, shift) taking `src` points onto `dst`."""
     ms, md = src.mean(0), dst.mean(0)
@@ -423,12 +490,21 @@ def _mean_shape(faces: list[_SourceFace], weights: list[tuple[float, float]], si
     return ((ref - (left + right) / 2) @ rot.T) * scale + (size / 2, 0.43 * size)
 
 
-def composite_face(size: int = PHOTO_SIZE) -> np.ndarray:
-    """A plausible face of nobody: the shape- and texture-average of the sample faces, BGR size x size.
+@dataclass
+class _Blend:
+    """The averaged face and the carrier photo it goes into, both in the final portrait frame."""
+
+    face: np.ndarray  # float32 BGR: the average of the sources, meaningful where face_mask > 0
+    face_mask: np.ndarray  # float32 0..1: where the average face replaces the carrier's
+    carrier: np.ndarray  # uint8 BGR: the carrier photo warped to the mean shape (hair, neck, clothes)
+    mesh: np.ndarray  # (468, 2) float64: the mean face shape, in pixels of the frame
+
+
+def _blend_faces(size: int) -> _Blend:
+    """The shape- and texture-average of the sample faces and the carrier warped to the same mean shape.
 
     The face (inside the mesh outline) is the weighted average of every source, warped to their mean
-    shape. Around it goes the carrier photo, warped the same way: its hair, neck, clothes and room, with
-    the room softened like a portrait lens would.
+    shape. The carrier photo is warped the same way; what of it is kept is up to the caller.
     """
     from filters.face.landmarks import face_oval_indices
     from filters.face.warp import triangulate, warp_face
@@ -467,9 +543,7 @@ def composite_face(size: int = PHOTO_SIZE) -> np.ndarray:
 
     images, w_all, skin_means = [], [], []
     carrier_img: np.ndarray | None = None
-    carrier_person: np.ndarray | None = None
-    carrier_i = 0
-    for i, (face, (we, wm)) in enumerate(zip(faces, weights)):
+    for face, (we, wm) in zip(faces, weights):
         to_src = _similarity(mean, face.points)
         # Outside the face the photo moves rigidly, so hair keeps its shape; the gap absorbs the mesh.
         src = np.vstack([face.points, _apply(to_src, dst[_N_MESH:])]).astype(np.float32)
@@ -481,12 +555,9 @@ def composite_face(size: int = PHOTO_SIZE) -> np.ndarray:
             # mesh edge would zigzag a strand of hair that crosses them. Inside, the average face goes.
             pts = np.concatenate([oval, np.arange(_N_MESH, len(dst))])
             c_tri = triangulate(dst[pts])
-            carrier_i = i
             carrier_img = np.zeros((size, size, 3), np.uint8)
-            carrier_person = np.zeros(shape, np.float32)
-            for img, out in ((face.image, carrier_img), (_person_mask(face.image), carrier_person)):
-                cp, _, (cx0, cy0, cx1, cy1) = warp_face(img, src[pts], dst[pts], c_tri, shape)
-                out[cy0:cy1, cx0:cx1] = cp
+            cp, _, (cx0, cy0, cx1, cy1) = warp_face(face.image, src[pts], dst[pts], c_tri, shape)
+            carrier_img[cy0:cy1, cx0:cx1] = cp
         # Match detail: a face upsampled from a small photo is soft; soften sharper ones to the same level
         # so one high-resolution source does not dominate the look of the average.
         own_iod = np.linalg.norm(face.points[_RIGHT_EYE].mean(0) - face.points[_LEFT_EYE].mean(0))
@@ -510,7 +581,7 @@ def composite_face(size: int = PHOTO_SIZE) -> np.ndarray:
             w *= below_brows
         w *= 1.0 - mouth_region * (1.0 - wm)
         w_all.append(w)
-    if carrier_img is None or carrier_person is None:
+    if carrier_img is None:
         raise MediaError("no sample photo can carry the demo persona's face: check the mediapipe install")
 
     # Colour normalisation, white-balance style: per-channel gains bring every face's mean skin colour to
@@ -527,12 +598,288 @@ def composite_face(size: int = PHOTO_SIZE) -> np.ndarray:
     amount = (0.7 + 0.9 * eye_region)[..., None]
     avg = avg + amount * (avg - cv2.GaussianBlur(avg, (0, 0), 1.5))
 
-    # The carrier's room goes soft, as behind a portrait lens, so the face is what one looks at.
-    room = carrier_img.astype(np.float32)
-    person = cv2.GaussianBlur(carrier_person, (0, 0), size / 250)[..., None]
-    room = room * person + cv2.GaussianBlur(room, (0, 0), size / 100) * (1 - person)
-    fm = face_mask[..., None]
-    return np.clip(avg * fm + room * (1 - fm), 0, 255).astype(np.uint8)
+    return _Blend(avg.astype(np.float32), face_mask, carrier_img, mean)
+
+
+def composite_face(size: int = PHOTO_SIZE) -> np.ndarray:
+    """A plausible portrait of nobody, BGR size x size: the averaged face on the carrier's head and
+    shoulders, with the hair recoloured and the carrier's room replaced by a plain studio backdrop."""
+    return _studio_portrait(_blend_faces(size))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the studio portrait around the composite face
+#
+# The carrier photo is a crop of a group photo of real people: its room, the people behind and the
+# carrier's own hair colour would make the persona read as a crop of that photo. Only the carrier's
+# silhouette (hair shape, neck, shoulders) is kept; the room becomes a plain studio backdrop and the hair
+# another natural shade.
+
+# Backdrop colours, BGR: a soft grey-blue, lighter behind the head as under a studio light.
+_BACKDROP_TOP = np.array([178.0, 166.0, 152.0])
+_BACKDROP_BOTTOM = np.array([128.0, 116.0, 104.0])
+# Hair, CIE Lab as OpenCV scales it (L 0..255, a and b offset by 128): a medium-dark brown.
+_HAIR_LAB = np.array([84.0, 141.0, 152.0])
+
+
+def _segmentation(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Selfie-segmentation mask (every person), pose-segmentation mask (one person) and pose landmarks.
+
+    The selfie model gives clean outlines but takes in anyone near the carrier (a shoulder behind, an arm
+    beside the hair); the pose model follows one person only, with a blobby outline. Together they give
+    the carrier alone. The pose parts are None when the pose model finds nobody.
+    """
+    import mediapipe as mp
+
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    h, w = image.shape[:2]
+    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        selfie = np.clip(seg.process(rgb).segmentation_mask.astype(np.float32), 0.0, 1.0)
+    # model_complexity 1: the "full" landmark model ships in the wheel (2 would be downloaded).
+    pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True)
+    with pose:
+        result = pose.process(rgb)
+    if result.pose_landmarks is None or result.segmentation_mask is None:
+        return selfie, None, None
+    marks = np.array([(p.x * w, p.y * h) for p in result.pose_landmarks.landmark], np.float64)
+    return selfie, np.clip(result.segmentation_mask.astype(np.float32), 0.0, 1.0), marks
+
+
+def _face_box(mesh: np.ndarray) -> tuple[float, float, float, float, float]:
+    """(centre x, top y, chin y, width, height) of the face outline: the yardstick for priors below."""
+    from filters.face.landmarks import face_oval_indices
+
+    ring = mesh[face_oval_indices()]
+    (x0, y0), (x1, y1) = ring.min(0), ring.max(0)
+    return float((x0 + x1) / 2), float(y0), float(y1), float(x1 - x0), float(y1 - y0)
+
+
+def _person_alpha(carrier: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """Soft 0..1 matte of the carrier alone (head, hair, neck, shoulders) in the portrait frame.
+
+    Segmentation masks give the trimap (sure person, sure room, unsure between), GrabCut decides the
+    unsure band by colour, and a guided filter turns the hard cut into a soft edge that follows the
+    strands of hair, so the new backdrop meets the hair without a halo or a cut-out look.
+    """
+    from filters.face.landmarks import face_oval_indices
+
+    h, w = carrier.shape[:2]
+    selfie, pose, marks = _segmentation(carrier)
+    cx, top, chin, fw, fh = _face_box(mesh)
+    if pose is not None and np.hypot(*(marks[0] - mesh[1])) > 0.5 * fw:
+        pose = marks = None  # the pose model found someone else: do without it
+    if pose is None:
+        pose = np.ones_like(selfie)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # Where the carrier can be: the head and hair within a rounded box around the face (shoulder-length
+    # hair hangs straight, so the box has flat sides), and the body below the neck.
+    head = (np.abs((xx - cx) / (0.9 * fw)) ** 4
+            + np.abs((yy - (top + chin) / 2 + 0.1 * fh) / (1.0 * fh)) ** 4) <= 1.0
+    if marks is not None:
+        shoulders = marks[[11, 12]]
+        reach = 0.25 * fw
+        body = ((yy > shoulders[:, 1].min() - 0.2 * fw)
+                & (xx > shoulders[:, 0].min() - reach) & (xx < shoulders[:, 0].max() + reach))
+    else:
+        body = yy > chin + 0.3 * fh
+    allowed = head | body
+    both = np.minimum(selfie, pose)
+    face = _poly_mask((h, w), _grow(mesh[face_oval_indices()], 0.95)) > 0.5
+    core = cv2.erode(((both > 0.9) & allowed).astype(np.uint8), cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (15, 15))) > 0
+    trimap = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    trimap[(both > 0.5) & allowed] = cv2.GC_PR_FGD
+    trimap[(selfie < 0.15) | (pose < 0.4) | ~allowed] = cv2.GC_BGD
+    trimap[core | face] = cv2.GC_FGD
+    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)
+    cv2.grabCut(carrier, trimap, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
+    hard = ((trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD)).astype(np.uint8)
+    # A hair outline is smooth at this scale: spikes and notches are the room, and are dropped.
+    k = max(3, (w // 64) | 1)
+    round_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    hard = cv2.morphologyEx(cv2.morphologyEx(hard, cv2.MORPH_OPEN, round_k), cv2.MORPH_CLOSE, round_k)
+    hard = (cv2.GaussianBlur(hard.astype(np.float32), (0, 0), w / 100) > 0.5).astype(np.float32)
+    # Keep the piece that holds the face: specks of the room that GrabCut let through go.
+    n, labels = cv2.connectedComponents(hard.astype(np.uint8))
+    if n > 2:
+        keep = labels == labels[int(mesh[1][1]), int(mesh[1][0])]
+        hard *= keep
+    alpha = cv2.ximgproc.guidedFilter(carrier, hard, max(2, w // 128), (0.1 * 255) ** 2)
+    return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+
+
+def _neck_mask(mesh: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Float 0..1: the neck under the jaw, as wide as the jaw a little above the chin, down to the frame.
+
+    Shadowed neck skin has much the colour of blonde hair, so the neck is kept out of the hair by place.
+    """
+    from filters.face.landmarks import face_oval_indices
+
+    ring = mesh[face_oval_indices()]
+    _, _, chin, _, fh = _face_box(mesh)
+    level = chin - 0.2 * fh
+    jaw = ring[ring[:, 1] >= level]
+    near = ring[np.abs(ring[:, 1] - level) < 0.08 * fh]
+    centre, half = float(near[:, 0].mean()), 0.45 * float(np.ptp(near[:, 0]))
+    left, right = centre - half, centre + half
+    h = shape[0]
+    poly = np.vstack([jaw, [(left, level), (right, level), (left, h + 10), (right, h + 10)]])
+    return _poly_mask(shape, poly, blur=0.02 * fh)
+
+
+def _hair_weight(
+    person: np.ndarray, alpha: np.ndarray, face_mask: np.ndarray, mesh: np.ndarray
+) -> np.ndarray:
+    """Float 0..1: how much each pixel is hair, for the recolouring.
+
+    By place, hair is the person minus the face and the neck. Only where skin or clothes can also be
+    (the forehead above the face outline, the rim of the face at the temples, the chest and shoulders
+    below the chin) colour decides too: the colours of the strands beside the cheeks against those of
+    the nearby skin, and, below the chin, a floor for colours far from any hair (a dark top, a trim).
+    Elsewhere (crown, sides) place alone decides, so the pale highlights of the hair are dyed as well.
+    """
+    from filters.face.landmarks import face_oval_indices
+
+    lab = cv2.cvtColor(np.clip(person, 0, 255).astype(np.uint8), cv2.COLOR_BGR2LAB).astype(np.float32)
+    h, w = alpha.shape
+    cx, top, chin, fw, fh = _face_box(mesh)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    eye_y = float(mesh[[33, 263], 1].mean())
+    strands = (alpha > 0.95) & (np.abs(xx - cx) > 0.55 * fw) & (yy > eye_y) & (yy < chin)
+    neck = _neck_mask(mesh, (h, w))
+    # The skin that can be mistaken for hair is what the light reaches: the forehead and the chest. The
+    # shadowed skin between (cheeks, neck) is left out: it is as warm as hair and is kept out by place.
+    brow_y = float(mesh[[70, 63, 105, 66, 107, 336, 296, 334, 293, 300], 1].min())
+    skin = (((face_mask > 0.99) & (yy < brow_y - 0.03 * fh))
+            | ((neck > 0.99) & (alpha > 0.95) & (yy > chin + 0.2 * fh)))
+    if strands.sum() < 200 or skin.sum() < 200:
+        raise MediaError("the demo persona's carrier photo shows too little hair or skin to recolour")
+
+    def stats(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v = lab[sel]
+        return v.mean(0), np.cov(v.T) + np.eye(3) * 4.0
+
+    hair_mean, hair_cov = stats(strands)
+    d = lab - hair_mean
+    d_hair = np.einsum("...i,ij,...j->...", d, np.linalg.inv(hair_cov), d)
+    hair_like = np.clip((60.0 - d_hair) / 20.0, 0.0, 1.0)  # a dark top or a light trim is far beyond
+
+    def hair_not(sel: np.ndarray, gate: np.ndarray | float = 1.0) -> np.ndarray:
+        """Hair rather than the skin in `sel`: a linear discriminant, so colours beyond the hair's own
+        (a more saturated strand) count as hair too."""
+        skin_mean, skin_cov = stats(sel)
+        axis = np.linalg.solve((hair_cov + skin_cov) / 2, hair_mean - skin_mean)
+        score = (lab - (hair_mean + skin_mean) / 2) @ axis
+        p = 1.0 / (1.0 + np.exp(-np.clip(score, -30, 30)))
+        return cv2.GaussianBlur(p * gate, (0, 0), 1.5)
+
+    # Strands reach into the rim of the face outline at the temples: there they are told from the face's
+    # own skin. The middle of the face is never hair, nor is its rim below the eyes.
+    inner = _poly_mask((h, w), _grow(mesh[face_oval_indices()], 0.85), blur=0.02 * fh)
+    above_eyes = np.clip((eye_y - yy) / (0.1 * fh), 0.0, 1.0)
+    rim = np.clip(face_mask - inner, 0.0, 1.0) * above_eyes
+    face_skin = (inner > 0.99) & ~((yy > brow_y - 0.03 * fh) & (yy < float(mesh[[1], 1].mean())))
+    lower, upper = top + 0.1 * fh, top - 0.2 * fh  # the forehead skin above the outline's top
+    forehead = _poly_mask((h, w), np.array([(cx - 0.45 * fw, lower), (cx + 0.45 * fw, lower),
+                                            (cx + 0.4 * fw, upper), (cx - 0.4 * fw, upper)]), blur=0.03 * fh)
+    body = np.clip((yy - chin) / (0.1 * fh), 0.0, 1.0)
+    # Clothes are only below the chin: there, colours far from any hair are not hair.
+    colour = (forehead * hair_not(skin) + body * hair_not(skin, hair_like)
+              + np.clip(1.0 - forehead - body, 0.0, 1.0))
+    colour = rim * hair_not(face_skin) + (1.0 - rim) * colour
+    place = alpha * (1.0 - np.maximum(inner, face_mask * (1.0 - above_eyes))) * (1.0 - neck)
+    return np.clip(place * colour, 0.0, 1.0).astype(np.float32)
+
+
+def _recolour_hair(person: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Dye the hair to _HAIR_LAB: lightness scaled (shading and highlights stay), chroma set to brown."""
+    if not (weight > 0.5).any():
+        return person
+    lab = cv2.cvtColor(np.clip(person, 0, 255).astype(np.uint8), cv2.COLOR_BGR2LAB).astype(np.float32)
+    mean = lab[weight > 0.5].mean(0)
+    dyed = np.empty_like(lab)
+    dyed[..., 0] = lab[..., 0] * (_HAIR_LAB[0] / max(float(mean[0]), 1.0))
+    dyed[..., 1:] = _HAIR_LAB[1:] + 0.3 * (lab[..., 1:] - mean[1:])
+    dyed_bgr = cv2.cvtColor(np.clip(dyed, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR).astype(np.float32)
+    wt = weight[..., None]
+    return person * (1 - wt) + dyed_bgr * wt
+
+
+def _clean_edges(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The person's own colours where the matte is soft, so no trace of the old room rims the hair.
+
+    A soft edge pixel mixes hair with the room behind it; laid on the new backdrop it would show the old
+    room as a halo. There the colour is taken from the solid person nearby instead (normalised blur).
+    """
+    solid = (alpha > 0.97).astype(np.float32)
+    sigma = max(2.0, image.shape[0] / 128)
+    spread = cv2.GaussianBlur(image * solid[..., None], (0, 0), sigma)
+    weight = cv2.GaussianBlur(solid, (0, 0), sigma)[..., None]
+    near = spread / np.maximum(weight, 1e-4)
+    keep = np.clip((alpha - 0.6) / 0.37, 0.0, 1.0)[..., None]
+    keep = np.where(weight > 1e-3, keep, 1.0)
+    return image * keep + near * (1 - keep)
+
+
+def _mirrored_shoulder(
+    image: np.ndarray, alpha: np.ndarray, mesh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fuller shoulder mirrored about the neck, (image, alpha), to stand behind a cut-off one.
+
+    A carrier at the edge of its group photo has one shoulder cut off by the frame; with the room gone
+    that reads as a missing shoulder. The other one, mirrored, goes behind the person layer, so only
+    what the carrier lacks shows. Alpha is all zero when both shoulders are there.
+    """
+    h, w = alpha.shape
+    _, _, chin, fw, fh = _face_box(mesh)
+    axis = float(mesh[152, 0])  # the chin: the neck hangs below it
+    band = np.clip((np.arange(h, dtype=np.float32) - chin - 0.1 * fh) / (0.1 * fh), 0.0, 1.0)[:, None]
+    cols = np.arange(w, dtype=np.float32)[None, :]
+    side = np.clip((np.abs(cols - axis) - 0.3 * fw) / (0.1 * fw), 0.0, 1.0)
+    body = (alpha * band * side) > 0.5
+    xs = np.nonzero(body.any(axis=0))[0]
+    none = (image, np.zeros_like(alpha))
+    if xs.size == 0:
+        return none
+    left, right = axis - xs.min(), xs.max() - axis
+    if abs(left - right) < 0.15 * fw:
+        return none
+    # x' = 2 * axis - x, as an affine map; the mirrored side of the frame beyond the edge stays empty.
+    flip = np.float32([[-1, 0, 2 * axis], [0, 1, 0]])
+    mirrored = cv2.warpAffine(image, flip, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    m_alpha = cv2.warpAffine(alpha * band * side, flip, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    # Only the short side receives: the long side keeps its own shoulder.
+    short = (cols > axis) if right < left else (cols < axis)
+    return mirrored, (m_alpha * short).astype(np.float32)
+
+
+def _studio_backdrop(size: int) -> np.ndarray:
+    """A plain portrait backdrop, float32 BGR: vertical grey-blue gradient, light spot, soft vignette."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
+    t = yy[..., None]
+    bg = _BACKDROP_TOP * (1 - t) + _BACKDROP_BOTTOM * t
+    r2 = (xx - 0.5) ** 2 + (yy - 0.35) ** 2
+    bg = bg * (0.86 + 0.2 * np.exp(-r2 / 0.12))[..., None]
+    # Faint grain so the backdrop has the texture of the photo in front of it, not of a graphic.
+    noise = np.random.default_rng(7).normal(0.0, 2.0, (size, size)).astype(np.float32)
+    return bg + cv2.GaussianBlur(noise, (0, 0), 0.8)[..., None]
+
+
+def _studio_portrait(blend: _Blend) -> np.ndarray:
+    """The composite face on the carrier's head and shoulders in front of a studio backdrop, BGR uint8."""
+    size = blend.carrier.shape[0]
+    fm = blend.face_mask[..., None]
+    person = blend.face * fm + blend.carrier.astype(np.float32) * (1 - fm)
+    alpha = np.maximum(_person_alpha(blend.carrier, blend.mesh), blend.face_mask)
+    person = _recolour_hair(person, _hair_weight(person, alpha, blend.face_mask, blend.mesh))
+    person = _clean_edges(person, alpha)
+    out = _studio_backdrop(size)
+    shoulder, s_alpha = _mirrored_shoulder(person, alpha, blend.mesh)
+    out = shoulder * s_alpha[..., None] + out * (1 - s_alpha[..., None])
+    a = alpha[..., None]
+    out = person * a + out * (1 - a)
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------------------

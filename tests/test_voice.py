@@ -199,6 +199,14 @@ def test_empty_and_odd_chunks_keep_length(female_profile):
         assert len(conv.process(np.zeros(n, dtype=np.float32))) == n
 
 
+def test_refuses_interleaved_or_integer_audio(female_profile):
+    conv = WorldVoiceConverter(female_profile)
+    with pytest.raises(ValueError, match="mono float"):
+        conv.process(np.zeros((480, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="int16"):
+        VoiceStream(female_profile, 48000).process(np.zeros(480, dtype=np.int16))
+
+
 def test_latency_is_hop_plus_lookahead_and_within_budget(female_profile):
     conv = WorldVoiceConverter(female_profile)
     assert conv.delay_samples == 320 + 320 - 1

@@ -60,8 +60,9 @@ def feathered_mask(
     # the distance to the edge, unlike a plain blur, reaches 0 before the warp's hard boundary. The distance
     # is taken over the whole outline, even where it leaves the frame: a face cut by the frame edge must not
     # fade out there, or the operator's own face would show along that edge.
-    lo = np.floor(outline.min(axis=0)).astype(int) - 1
-    hi = np.ceil(outline.max(axis=0)).astype(int) + 2
+    # The box comes from the warp's mesh points, which may reach a pixel past the outline: cover both.
+    lo = np.minimum(np.floor(outline.min(axis=0)).astype(int) - 1, (x0, y0))
+    hi = np.maximum(np.ceil(outline.max(axis=0)).astype(int) + 2, (x1, y1))
     inside = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), np.uint8)
     cv2.fillPoly(inside, [_fixed(outline - lo)], 255, lineType=cv2.LINE_8, shift=_SHIFT)
     dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)

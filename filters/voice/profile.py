@@ -40,6 +40,17 @@ def track_pitch(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """F0 in Hz at sample positions `centres` of `x` (0 where unvoiced), YIN then StoneMask."""
     x = np.asarray(x, dtype=np.float64)
     centres = np.asarray(centres, dtype=np.int64)
+    # Batches bound the memory for long samples (a 90 s sample has 18000 frames).
+    f0 = np.concatenate([np.zeros(0)] + [_yin(x, centres[i:i + 1024]) for i in range(0, len(centres), 1024)])
+    voiced = f0 > 0
+    if voiced.any():
+        refined = pyworld.stonemask(x, f0, centres / RATE, RATE)
+        f0 = np.where(voiced & (refined > F0_FLOOR * 0.9) & (refined < F0_CEIL * 1.1), refined, f0)
+    return f0
+
+
+def _yin(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """YIN (de Cheveigne & Kawahara 2002) per frame, vectorised: first dip below threshold, parabolic peak."""
     span = YIN_WINDOW + YIN_MAX_LAG
     idx = centres[:, None] - span // 2 + np.arange(span)[None, :]
     inside = (idx >= 0) & (idx < len(x))
@@ -72,11 +83,7 @@ def track_pitch(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     shift = np.where(curve > 0, 0.5 * (left - right) / np.where(curve > 0, curve, 1.0), 0.0)
     f0 = RATE / (lag + np.clip(shift, -1.0, 1.0))
     voiced = (depth < YIN_VOICED) & (energy > ENERGY_FLOOR * YIN_WINDOW)
-    f0 = np.where(voiced, f0, 0.0)
-    if voiced.any():
-        refined = pyworld.stonemask(x, f0, centres / RATE, RATE)
-        f0 = np.where(voiced & (refined > F0_FLOOR * 0.9) & (refined < F0_CEIL * 1.1), refined, f0)
-    return f0
+    return np.where(voiced, f0, 0.0)
 
 
 def analyse(x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -148,7 +155,7 @@ class VoiceProfile(VoiceStats):
     rate: int = RATE
 
     @classmethod
-    def fit(cls, samples: np.ndarray, rate: int = RATE) -> "VoiceProfile":
+    def fit(cls, samples: np.ndarray, rate: int = RATE) -> VoiceProfile:
         """Learn from a persona voice sample (any rate, mono); needs >= 3 s with >= 1 s voiced."""
         samples = resample(np.asarray(samples, dtype=np.float32), rate, RATE)
         check_voice(samples, RATE, "for the voice profile")
@@ -165,7 +172,7 @@ class VoiceProfile(VoiceStats):
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "VoiceProfile":
+    def from_bytes(cls, data: bytes) -> VoiceProfile:
         """Inverse of to_bytes; refuses damaged data or another version with one actionable line."""
         bins = FFT_SIZE // 2 + 1
         try:

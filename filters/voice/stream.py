@@ -19,7 +19,7 @@ import numpy as np
 from scipy import signal
 
 from filters.voice.profile import RATE, VoiceProfile
-from filters.voice.world_stream import WorldVoiceConverter
+from filters.voice.world_stream import WorldVoiceConverter, as_mono_float
 
 TRANSITION_HZ = 1000.0  # passband to 7 kHz, stopband from 8 kHz at the 16 kHz side
 ATTENUATION_DB = 60.0
@@ -134,7 +134,7 @@ class VoiceStream:
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Convert a chunk of any length at `rate`; returns exactly as many samples."""
-        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        x = as_mono_float(samples).astype(np.float32)
         if not self._resampling:
             return self.converter.process(x)
         converted = self.converter.process(self._down.process(x).astype(np.float32))

@@ -19,8 +19,7 @@ import math
 import numpy as np
 
 from engine.errors import MediaError, PersonaError
-from filters.voice.profile import (ANALYSIS_REACH, FFT_SIZE, FRAME, RATE, VoiceProfile, VoiceStats, analyse,
-                                   measure)
+from filters.voice.profile import ANALYSIS_REACH, FFT_SIZE, FRAME, RATE, VoiceProfile, VoiceStats, analyse, measure
 
 BINS = FFT_SIZE // 2 + 1
 UNVOICED_PULSE_HZ = 500.0  # WORLD drives noise with pulses at this rate where there is no pitch
@@ -35,6 +34,15 @@ WARP_TRUST = 1.2  # the envelope-based warp may differ from the F0-based one by 
 WARP_EVERY_HOPS = 25
 EQ_LIMIT = math.log(10 ** 1.2)  # +-12 dB in natural-log power
 EQ_SMOOTH_BINS = 16  # Hann half-width: about 250 Hz, keeps the EQ from copying single harmonics
+
+
+def as_mono_float(samples: np.ndarray) -> np.ndarray:
+    """Refuse what would be silently garbled: interleaved channels or integer PCM."""
+    x = np.asarray(samples)
+    if x.ndim != 1 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"voice conversion takes mono float samples in [-1, 1], got {x.dtype} {x.shape}: "
+                         "convert with engine.audio_io.to_mono and divide int16 PCM by 32768")
+    return x.astype(np.float64)
 
 
 def _frames(seconds: float) -> float:
@@ -94,7 +102,7 @@ class OperatorStats:
 
     def update(self, log_f0: np.ndarray, log_env: np.ndarray) -> None:
         """Fold in voiced frames; log-F0 far outside the current spread (octave errors) is clipped."""
-        for lf, env in zip(log_f0, log_env):
+        for lf, env in zip(log_f0, log_env, strict=True):
             lf = min(max(lf, self.mean - 3 * self.std), self.mean + 3 * self.std)
             self.w = self.w * self.decay + 1.0
             self.s1 = self.s1 * self.decay + lf
@@ -251,7 +259,7 @@ class WorldVoiceConverter:
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Convert a chunk of any length; returns exactly as many samples, delayed by `delay_samples`."""
-        x = np.nan_to_num(np.asarray(samples, dtype=np.float64).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
+        x = np.nan_to_num(as_mono_float(samples), nan=0.0, posinf=0.0, neginf=0.0)
         buf = np.concatenate([self._in, x])
         need = self._context + self.hop + self.lookahead
         outs = [self._out]
@@ -282,6 +290,7 @@ class WorldVoiceConverter:
         self._out = np.zeros(self.delay_samples)
         self._synth.reset()
         self._hops = 0
+        self._warp_due = 0
         self._update_mapping()
 
     def _update_mapping(self) -> None:
@@ -290,8 +299,9 @@ class WorldVoiceConverter:
         alpha = math.exp(WARP_EXPONENT * (p.log_f0_mean - op.mean))
         env = op.envelope
         if env is not None and op.env_w > _frames(2.0):
-            if self._alpha_env is None or self._hops % WARP_EVERY_HOPS == 0:
+            if self._alpha_env is None or self._hops >= self._warp_due:
                 self._alpha_env = estimate_warp(env, self._target_env)
+                self._warp_due = self._hops + WARP_EVERY_HOPS
         if self._alpha_env is not None:
             trust = op.env_w / (op.env_w + _frames(2.0))
             found = min(max(self._alpha_env, alpha / WARP_TRUST), alpha * WARP_TRUST)

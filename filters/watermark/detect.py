@@ -1,9 +1,15 @@
 """Detection: per-frame soft bits, summed over one-second windows, Viterbi-decoded and CRC-checked.
 
 No frame sync is needed because every frame carries the same codeword. Each frame is area-averaged onto
-the canonical grid first, so any resolution with the marked video's aspect ratio works. A window counts as
-found only if the decoded payload passes the key-salted CRC-32: for an unmarked video (or another key) the
-decoder's output is effectively random, so a false find has probability 2**-32 per window.
+the canonical grid first, so any resolution with the marked video's aspect ratio works.
+
+The lattice decoder tolerates about +/-0.1 of gamma and +/-5 % of contrast. Screen recordings and
+limited/full-range mix-ups change the tone curve by more, so each frame is also read under a small set of
+candidate tone curves (gamma x contrast), and a window is decoded under each until one passes the CRC.
+
+A window counts as found only if the decoded payload passes the key-salted CRC-32. For an unmarked video
+(or another key) each decode attempt passes with probability 2**-32, so with TONE_CANDIDATES attempts per
+window a false find has probability below 25 * 2**-32 = 5.8e-9 per window.
 """
 
 from __future__ import annotations
@@ -17,15 +23,24 @@ import numpy as np
 from engine.errors import MediaError
 from filters.watermark.coding import CODED_BITS, check_info, conv_encode, crc_salt, info_bits, viterbi_decode
 from filters.watermark.embed import DEFAULT_KEY, _id_hash
-from filters.watermark.layout import layout_for, luma_grid
+from filters.watermark.layout import STEP, coarse, fine_luma, layout_for
+
+_GAMMAS = (1.0, 0.85, 1.18, 0.72, 1.4)
+_GAINS = (1.0, 0.91, 1.1, 0.83, 1.2)
+# (gamma, contrast) pairs that the received picture may have gone through, nearest to untouched first.
+TONE_CANDIDATES: tuple[tuple[float, float], ...] = tuple(
+    sorted(((g, k) for g in _GAMMAS for k in _GAINS), key=lambda c: abs(np.log(c[0])) + abs(np.log(c[1])))
+)
 
 
 @dataclass(frozen=True)
 class WindowResult:
     """Outcome for one window of frames.
 
-    `score` is the correlation (-1..1) between the window's soft bits and the decoded codeword: near 1 for
-    a clean mark, roughly 0.2-0.4 for noise (the decoder always fits something), lower after heavy coding.
+    `found` is decided by the CRC alone. `score` is the correlation (-1..1) between the window's soft bits
+    and the decoded codeword: 1.0 when every coded bit agrees. It shows how much margin a found mark had;
+    it is no test for presence, because a still unmarked picture also gives consistent (wrong) bits and
+    scores about 0.8. `tone` is the (gamma, contrast) candidate that decoded, (1.0, 1.0) for untouched.
     """
 
     start_frame: int
@@ -33,6 +48,7 @@ class WindowResult:
     found: bool
     payload: bytes | None
     score: float
+    tone: tuple[float, float] | None = None
 
     @property
     def persona_hash(self) -> str | None:
@@ -72,17 +88,29 @@ class VerifyReport:
 class Detector:
     """Soft bits per frame and payload decoding for one key."""
 
-    def __init__(self, key: bytes = DEFAULT_KEY) -> None:
+    def __init__(self, key: bytes = DEFAULT_KEY, tone_search: bool = True) -> None:
         self.key = bytes(key)
         self._layout = layout_for(self.key)
         self._salt = crc_salt(self.key)
+        self.candidates = TONE_CANDIDATES if tone_search else ((1.0, 1.0),)
+        self._gammas = sorted({g for g, _ in self.candidates}, key=lambda g: abs(np.log(g)))
 
     def soft_bits(self, image: np.ndarray) -> np.ndarray:
-        """(CODED_BITS,) values in [-1, 1]; positive leans towards a coded 0."""
-        return self._layout.soft_bits(luma_grid(image))
+        """(len(candidates), CODED_BITS) values in [-1, 1], one row per tone candidate.
 
-    def decode(self, soft_sum: np.ndarray) -> tuple[bytes | None, float]:
-        """(payload or None, score) for soft bits summed over any number of frames."""
+        Positive leans towards a coded 0. Undoing a gamma is done on the fine grid; a contrast change only
+        scales the (linear) statistics, so it costs nothing extra.
+        """
+        fine = fine_luma(image)
+        stats = {}
+        for gamma in self._gammas:
+            grid = fine if gamma == 1.0 else 255.0 * np.power(fine * (1.0 / 255.0), 1.0 / gamma)
+            stats[gamma] = self._layout.statistics(coarse(grid))
+        rows = [np.cos(2.0 * np.pi * (stats[g] / k - self._layout.dither) / STEP) for g, k in self.candidates]
+        return np.stack(rows)
+
+    def decode_one(self, soft_sum: np.ndarray) -> tuple[bytes | None, float]:
+        """(payload or None, score) for one candidate's soft bits summed over any number of frames."""
         bits = viterbi_decode(soft_sum)
         payload = check_info(bits, self._salt)
         codeword = conv_encode(bits)
@@ -90,11 +118,26 @@ class Detector:
         score = float(soft_sum @ (1.0 - 2.0 * codeword)) / norm if norm > 0 else 0.0
         return payload, score
 
+    def decode(self, soft_sums: np.ndarray) -> tuple[bytes | None, float, tuple[float, float] | None]:
+        """(payload, score, tone candidate) from the first candidate whose sums pass the CRC.
+
+        When none passes: (None, the untouched candidate's score, None).
+        """
+        miss_score = 0.0
+        for i, (row, tone) in enumerate(zip(soft_sums, self.candidates)):
+            payload, score = self.decode_one(row)
+            if payload is not None:
+                return payload, score, tone
+            if i == 0:
+                miss_score = score
+        return None, miss_score, None
+
 
 def _windows(frames: Iterable[np.ndarray], fps: float, detector: Detector) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(start_frame, frame_count, soft_sum) per window of round(fps) frames; a tail under half a window is dropped."""
+    """(start_frame, frame_count, soft_sums) per window of round(fps) frames; a tail under half a window is dropped."""
     size = max(1, int(round(fps)))
-    acc = np.zeros(CODED_BITS)
+    shape = (len(detector.candidates), CODED_BITS)
+    acc = np.zeros(shape)
     start = count = 0
     for index, frame in enumerate(frames):
         if count == 0:
@@ -103,19 +146,23 @@ def _windows(frames: Iterable[np.ndarray], fps: float, detector: Detector) -> It
         count += 1
         if count == size:
             yield start, count, acc
-            acc, count = np.zeros(CODED_BITS), 0
+            acc, count = np.zeros(shape), 0
     if count and count * 2 >= size:
         yield start, count, acc
 
 
-def _result(detector: Detector, start: int, count: int, soft_sum: np.ndarray) -> WindowResult:
-    payload, score = detector.decode(soft_sum)
-    return WindowResult(start_frame=start, frame_count=count, found=payload is not None, payload=payload, score=score)
+def _result(detector: Detector, start: int, count: int, soft_sums: np.ndarray) -> WindowResult:
+    payload, score, tone = detector.decode(soft_sums)
+    return WindowResult(
+        start_frame=start, frame_count=count, found=payload is not None, payload=payload, score=score, tone=tone
+    )
 
 
-def detect_frames(frames: Iterable[np.ndarray], fps: float = 30.0, key: bytes = DEFAULT_KEY) -> list[WindowResult]:
+def detect_frames(
+    frames: Iterable[np.ndarray], fps: float = 30.0, key: bytes = DEFAULT_KEY, tone_search: bool = True
+) -> list[WindowResult]:
     """Per one-second window: whether the mark is there and which payload it carries."""
-    detector = Detector(key)
+    detector = Detector(key, tone_search)
     return [_result(detector, s, n, acc) for s, n, acc in _windows(frames, fps, detector)]
 
 
@@ -127,7 +174,7 @@ def _decoded_frames(path: Path) -> Iterator[np.ndarray]:
             yield frame.to_ndarray(format="bgr24")
 
 
-def verify_video(path: str | Path, key: bytes = DEFAULT_KEY) -> VerifyReport:
+def verify_video(path: str | Path, key: bytes = DEFAULT_KEY, tone_search: bool = True) -> VerifyReport:
     """Decode a video file with PyAV and report the mark per one-second window and overall."""
     import av
 
@@ -143,9 +190,9 @@ def verify_video(path: str | Path, key: bytes = DEFAULT_KEY) -> VerifyReport:
     except av.error.FFmpegError as exc:
         raise MediaError(f"Cannot read {path} as video ({exc}): pass an intact video file.") from exc
     fps = float(rate)
-    detector = Detector(key)
+    detector = Detector(key, tone_search)
     windows: list[WindowResult] = []
-    total = np.zeros(CODED_BITS)
+    total = np.zeros((len(detector.candidates), CODED_BITS))
     frame_count = 0
 
     def counted() -> Iterator[np.ndarray]:
