@@ -57,6 +57,9 @@ def _source_from_args(args: argparse.Namespace):
 def cmd_serve(args: argparse.Namespace) -> int:
     from calls.serve import ServeOptions, serve_forever
 
+    options = ServeOptions(args.host, args.port, args.mode, invite_ttl_s=args.invite_hours * 3600,
+                           tls_cert=args.tls_cert, tls_key=args.tls_key, tls_self_signed=args.tls_self_signed)
+    options.ssl_context()  # refuse an unsafe bind before the persona and camera are opened
     persona = _persona_from_args(args, "call")
     source = _source_from_args(args)
 
@@ -65,8 +68,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("far-end link (send this to the person you call):", flush=True)
         print(call.join_url, flush=True)
         print(f"operator page: {call.operator_url}", flush=True)
+        print(f"the link expires {call.state.invite.describe()['expires_at']}", flush=True)
+        if call.tls_fingerprint:
+            print(f"TLS certificate SHA-256 fingerprint: {call.tls_fingerprint}", flush=True)
 
-    asyncio.run(serve_forever(persona, source, ServeOptions(args.host, args.port, args.mode), announce))
+    asyncio.run(serve_forever(persona, source, options, announce))
     print("call ended", flush=True)
     return 0
 
@@ -107,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     serve.add_argument("--mode", default="swap", choices=["swap"], help="face mode (default swap)")
+    serve.add_argument("--invite-hours", type=float, default=12.0,
+                       help="how long the far-end link stays valid (default 12 hours)")
+    serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="HTTPS certificate (needed off loopback)")
+    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    serve.add_argument("--tls-self-signed", action="store_true",
+                       help="make (once) and use a self-signed certificate; its fingerprint is printed so the far "
+                            "end can check it")
     serve.set_defaults(func=cmd_serve)
 
     rend = sub.add_parser("render", help="convert a video file offline",

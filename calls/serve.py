@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
+from calls.invites import DEFAULT_TTL_S, Invite
 from calls.server import CallServer, CallState
+from calls.tls import fingerprint, require_tls_for, self_signed, server_context
+from engine.errors import EvercallError
 from calls.sources import Source
 from engine.media import VideoFrame
 from engine.persona import Persona
@@ -23,6 +28,24 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     mode: str = "swap"
+    invite_ttl_s: float = DEFAULT_TTL_S
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_self_signed: bool = False
+
+    def ssl_context(self) -> tuple[ssl.SSLContext | None, str | None]:
+        """(context, fingerprint): None for plain HTTP, which only a loopback bind may use."""
+        require_tls_for(self.host, bool(self.tls_cert or self.tls_self_signed))
+        if self.tls_self_signed and not self.tls_cert:
+            from engine.home import default_home
+
+            cert, key, fp = self_signed(default_home() / "tls", self.host)
+            return server_context(cert, key), fp
+        if self.tls_cert:
+            if not self.tls_key:
+                raise EvercallError("--tls-cert needs --tls-key: give the certificate's private key too")
+            return server_context(self.tls_cert, self.tls_key), fingerprint(self.tls_cert)
+        return None, None
 
 
 def persona_id(persona: Persona) -> str:
@@ -46,17 +69,25 @@ def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000) -> C
 class RunningCall:
     """A started call that tests and the CLI can stop; `url(path)` gives absolute links."""
 
-    def __init__(self, state: CallState, source: Source, runner: web.AppRunner, host: str, port: int) -> None:
+    def __init__(self, state: CallState, source: Source, runner: web.AppRunner, host: str, port: int,
+                 tls_fingerprint: str | None = None) -> None:
         self.state, self.source, self.runner = state, source, runner
         self.host, self.port = host, port
+        self.tls_fingerprint = tls_fingerprint
+
+    @property
+    def base_url(self) -> str:
+        scheme = "https" if self.tls_fingerprint else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def join_url(self) -> str:
-        return f"http://{self.host}:{self.port}/join/{self.state.join_token}"
+        return f"{self.base_url}/join/{self.state.invite.token}"
 
     @property
     def operator_url(self) -> str:
-        return f"http://{self.host}:{self.port}/operator/{self.state.operator_token}"
+        return f"{self.base_url}/operator/{self.state.operator_token}"
 
     async def stop(self) -> None:
         self.source.stop()
@@ -66,28 +97,27 @@ class RunningCall:
 
 async def start_call(persona: Persona, source: Source, options: ServeOptions) -> RunningCall:
     """Build everything, start the source and bind the server; filters are built off the event loop."""
+    context, tls_fp = options.ssl_context()  # refuses an unsafe bind before any work is done
     pipeline = await asyncio.to_thread(build_pipeline, persona, options.mode)
     from engine.home import audit_log
 
     state = CallState(pipeline=pipeline, persona_name=persona.name, persona_id=persona_id(persona),
-                      audit=audit_log())
-    state.record("invite_created", expires=None)
+                      audit=audit_log(), invite=Invite(ttl_s=options.invite_ttl_s))
+    state.record("invite_created", expires=state.invite.describe()["expires_at"])
     server = CallServer(state)
     runner = web.AppRunner(server.app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port)
+    site = web.TCPSite(runner, options.host, options.port, ssl_context=context)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
         pipeline.close()
-        from engine.errors import EvercallError
-
         raise EvercallError(f"cannot listen on {options.host}:{options.port} ({exc.strerror}): "
                             "pick another port with --port") from exc
     port = site._server.sockets[0].getsockname()[1] if options.port == 0 else options.port  # type: ignore[union-attr]
     source.start(pipeline.push_video, pipeline.push_audio)
-    return RunningCall(state, source, runner, options.host, port)
+    return RunningCall(state, source, runner, options.host, port, tls_fp)
 
 
 async def serve_forever(persona: Persona, source: Source, options: ServeOptions, announce) -> None:

@@ -7,7 +7,10 @@ Routes
   GET  /operator/{token}        operator page: outgoing preview, the far end, live figures
   GET  /operator/{token}/preview.mjpg | farend.mjpg | stats.json
 
-A wrong token gets 403 and a plain page. One far end at a time: a new join (a reload) replaces the old one.
+  POST /operator/{token}/invite/revoke | invite/renew   withdraw the far-end link, or issue a new one
+
+A wrong, expired or withdrawn token gets 403 and a plain page. One far end at a time: the browser that
+joined keeps the call (a reload of it replaces its old connection); another browser gets 409 meanwhile.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from calls.ice import rtc_configuration
+from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
 from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_audio, consume_video
 from engine.media import VideoFrame
 from engine.pipeline import CallPipeline
@@ -40,18 +44,14 @@ def _page(name: str) -> str:
     return resources.files("calls").joinpath("static", name).read_text(encoding="utf-8")
 
 
-def new_token() -> str:
-    """An unguessable URL-safe token (128 bits)."""
-    return secrets.token_urlsafe(16)
-
-
 @dataclass
 class CallState:
     """What the server shares with the rest of the call: the pipeline and the far end's media."""
 
     pipeline: CallPipeline
     persona_name: str
-    join_token: str = field(default_factory=new_token)
+    invite: Invite = field(default_factory=Invite)
+    seat: FarEndSeat = field(default_factory=FarEndSeat)
     operator_token: str = field(default_factory=new_token)
     farend_video: LatestSlot[VideoFrame] = field(default_factory=LatestSlot)
     farend_audio: AudioRing = field(default_factory=lambda: AudioRing(48000, capacity_s=0.3))
@@ -92,6 +92,8 @@ class CallServer:
             web.get("/operator/{token}/preview.mjpg", self.preview_stream),
             web.get("/operator/{token}/farend.mjpg", self.farend_stream),
             web.get("/operator/{token}/stats.json", self.stats),
+            web.post("/operator/{token}/invite/revoke", self.revoke_invite),
+            web.post("/operator/{token}/invite/renew", self.renew_invite),
         ])
         self.app.on_shutdown.append(self._on_shutdown)
 
@@ -99,23 +101,29 @@ class CallServer:
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(text="evercall is running. Open the link printed in the terminal.\n")
 
-    def _join_ok(self, request: web.Request) -> bool:
-        return secrets.compare_digest(request.match_info["token"], self.state.join_token)
+    def _join_refusal(self, request: web.Request) -> web.Response | None:
+        """A 403 page when the link's token is wrong, expired or withdrawn; None when it is good."""
+        reason = self.state.invite.check(request.match_info["token"])
+        return refused(reason) if reason else None
 
     def _operator_ok(self, request: web.Request) -> bool:
         return secrets.compare_digest(request.match_info["token"], self.state.operator_token)
 
     async def join_page(self, request: web.Request) -> web.Response:
-        if not self._join_ok(request):
-            return refused("The invitation code in this link is wrong.")
-        return web.Response(text=_page("join.html"), content_type="text/html",
+        if (refusal := self._join_refusal(request)) is not None:
+            return refusal
+        resp = web.Response(text=_page("join.html"), content_type="text/html",
                             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        if FAREND_COOKIE not in request.cookies:
+            resp.set_cookie(FAREND_COOKIE, new_token(), httponly=True, samesite="Strict",
+                            secure=request.secure, path="/join/")
+        return resp
 
     async def operator_page(self, request: web.Request) -> web.Response:
         if not self._operator_ok(request):
             return refused("The operator code in this link is wrong.")
         base = f"/operator/{self.state.operator_token}"
-        join_url = f"{request.scheme}://{request.host}/join/{self.state.join_token}"
+        join_url = f"{request.scheme}://{request.host}/join/{self.state.invite.token}"
         text = (_page("operator.html").replace("{base}", base).replace("{join_url}", html.escape(join_url))
                 .replace("{persona}", html.escape(self.state.persona_name)))
         return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
@@ -127,12 +135,13 @@ class CallServer:
         body["far_end_connected"] = self.state.peer is not None and self.state.peer.connectionState == "connected"
         body["source_error"] = self.state.source_error
         body["far_end_report"] = self.state.farend_report
+        body["invite"] = self.state.invite.describe()
         return web.json_response(body)
 
     async def farend_report(self, request: web.Request) -> web.Response:
         """The far-end page posts what its browser measures (WebRTC stats), so the operator sees it too."""
-        if not self._join_ok(request):
-            return refused("The invitation code in this link is wrong.")
+        if (refusal := self._join_refusal(request)) is not None:
+            return refusal
         if (request.content_length or 0) > 64_000:
             return web.Response(status=413, text="report too large")
         try:
@@ -144,6 +153,23 @@ class CallServer:
         report["received_at"] = time.time()
         self.state.farend_report = report
         return web.Response(status=204)
+
+    async def revoke_invite(self, request: web.Request) -> web.Response:
+        """Withdraw the far-end link: new joins are refused; a call in progress is ended."""
+        if not self._operator_ok(request):
+            return refused("The operator code in this link is wrong.")
+        self.state.invite.revoked = True
+        await self._close_peer()
+        return web.json_response(self.state.invite.describe())
+
+    async def renew_invite(self, request: web.Request) -> web.Response:
+        """Issue a new far-end link (the old one stops working) and return it."""
+        if not self._operator_ok(request):
+            return refused("The operator code in this link is wrong.")
+        self.state.invite = self.state.invite.renewed()
+        self.state.record("invite_created", expires=self.state.invite.describe()["expires_at"])
+        url = f"{request.scheme}://{request.host}/join/{self.state.invite.token}"
+        return web.json_response({"join_url": url, **self.state.invite.describe()})
 
     # -- MJPEG previews for the operator -------------------------------------------------------------
     async def _mjpeg(self, request: web.Request, slot: LatestSlot[VideoFrame]) -> web.StreamResponse:
@@ -176,8 +202,13 @@ class CallServer:
 
     # -- WebRTC --------------------------------------------------------------------------------------
     async def offer(self, request: web.Request) -> web.Response:
-        if not self._join_ok(request):
-            return refused("The invitation code in this link is wrong.")
+        if (refusal := self._join_refusal(request)) is not None:
+            return refusal
+        browser = request.cookies.get(FAREND_COOKIE) or new_token()  # no cookie: a stranger every time
+        peer = self.state.peer
+        if not self.state.seat.admit(browser, peer is not None and peer.connectionState in ("new", "connecting",
+                                                                                             "connected")):
+            return refused("Someone is already in this call. Only one person can join at a time.", status=409)
         try:
             params = await request.json()
             offer = RTCSessionDescription(sdp=params["sdp"], type=params["type"])
@@ -202,16 +233,21 @@ class CallServer:
             if pc.connectionState == "connected" and not started:
                 started.append(time.monotonic())
                 self.state.record("call_started", far_end=far_end)
-            elif pc.connectionState in ("failed", "closed") and started:
-                self.state.record("call_ended", far_end=far_end,
-                                  duration_s=round(time.monotonic() - started.pop(), 1))
+            elif pc.connectionState in ("failed", "closed"):
+                self.state.seat.release(browser)
+                if started:
+                    self.state.record("call_ended", far_end=far_end,
+                                      duration_s=round(time.monotonic() - started.pop(), 1))
             if pc.connectionState == "failed":
                 await pc.close()
 
         try:
             await pc.setRemoteDescription(offer)
-            pc.addTrack(PersonaVideoTrack(self.state.pipeline.video_out))
-            pc.addTrack(PersonaAudioTrack(self.state.pipeline.audio_out))
+            offered = {t.kind for t in pc.getTransceivers()}  # answer only the media the far end asked for
+            if "video" in offered:
+                pc.addTrack(PersonaVideoTrack(self.state.pipeline.video_out))
+            if "audio" in offered:
+                pc.addTrack(PersonaAudioTrack(self.state.pipeline.audio_out))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # a malformed SDP must not take the server down
             await self._close_peer()

@@ -134,7 +134,7 @@ async def test_wrong_token_shows_the_refusal_page(demo, demo_persona) -> None:
     require_chromium()
     call = await start_call(demo_persona, FileSource(demo.operator_clip, loop=True), ServeOptions(port=0))
     try:
-        token = call.state.join_token
+        token = call.state.invite.token
         wrong = call.join_url[: -len(token)] + ("A" if token[0] != "A" else "B") + token[1:]
         async with aiohttp.ClientSession() as session:
             async with session.get(wrong) as resp:

@@ -6,6 +6,7 @@ way the rest of the product would (OpenCV, PyAV, soundfile, MediaPipe, dlib).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import av
@@ -16,8 +17,11 @@ import soundfile as sf
 
 from engine import demo
 from engine.audio_io import read_audio
+from engine.consent import ConsentRecord
 from engine.demo import DemoAssets, demo_assets, demo_cache_dir
-from filters.face.landmarks import FaceMesher
+from engine.errors import ConsentError
+from engine.resolve import CONSENT_FILE, open_persona
+from filters.face.landmarks import FaceMesher, face_oval_indices
 from tests.identity import DIFFERENT_PEOPLE, SAME_PERSON, distance, face_descriptor
 
 
@@ -57,7 +61,8 @@ def test_files_exist_and_nothing_half_written_is_left(assets: DemoAssets) -> Non
     assert assets.operator_photo.is_file()
     root = assets.operator_clip.parent
     assert not list(root.glob(".build-*")), "temporary build folders were left behind"
-    assert sorted(p.name for p in assets.persona_dir.iterdir()) == ["photo.png", "voice.wav"]
+    assert sorted(p.name for p in assets.persona_dir.iterdir()) == [
+        "ABOUT.txt", CONSENT_FILE, "photo.png", "voice.wav"]
 
 
 def test_persona_photo_shows_exactly_one_face(photo: np.ndarray) -> None:
@@ -86,7 +91,7 @@ def test_persona_is_not_the_operator(assets: DemoAssets, photo: np.ndarray) -> N
 def test_persona_is_a_composite_of_nobody(
     photo: np.ndarray, source_descriptors: dict[str, np.ndarray]
 ) -> None:
-    """Measured: 0.57-0.75 to each source (same person is under 0.3), 0.43 to the sources' centroid,
+    """Measured: 0.59-0.74 to each source (same person is under 0.3), 0.42 to the sources' centroid,
     where each source itself is 0.49-0.55 from it: a mix of them that is none of them."""
     assert {"grace_hopper", "tom_hanks"} <= set(source_descriptors)
     assert len(source_descriptors) >= 5
@@ -98,6 +103,77 @@ def test_persona_is_a_composite_of_nobody(
     to_centroid = distance(composite, centroid)
     sources_to_centroid = [distance(d, centroid) for d in source_descriptors.values()]
     assert to_centroid < min(sources_to_centroid), (to_centroid, sources_to_centroid)
+
+
+def test_persona_photo_has_a_plain_backdrop_and_dyed_hair(photo: np.ndarray) -> None:
+    """No room of the carrier's group photo is left (it showed other people), and the hair is brown,
+    not the carrier's blonde. Measured: backdrop blocks std <= 1.5; hair L 86-90, b 152-153 (OpenCV
+    Lab); the carrier's hair was L 137-165, b 167-171 and its room blocks had std up to 45."""
+    # Beside the head down to the shoulders, and above it: where the room and the people behind were.
+    blocks = [photo[y:y + 32, x:x + 32] for y in range(0, 416, 32) for x in (0, 32, 64, 96, 480)]
+    blocks += [photo[0:32, x:x + 32] for x in (128, 160, 192, 384, 416, 448)]
+    for block in blocks:
+        pixels = block.reshape(-1, 3).astype(np.float64)
+        assert pixels.std(0).max() < 4.0  # plain
+        assert pixels[:, 0].mean() > pixels[:, 2].mean() + 10  # cool grey-blue: more blue than red
+    with FaceMesher(still=True) as mesher:
+        pts = mesher(photo)
+    assert pts is not None
+    ring = pts[face_oval_indices()]
+    x0, x1 = ring[:, 0].min(), ring[:, 0].max()
+    width = x1 - x0
+    eye_y, mouth_y = int(pts[[33, 263], 1].mean()), int(pts[[61, 291], 1].mean())
+    lab = cv2.cvtColor(photo, cv2.COLOR_BGR2LAB).astype(np.float64)
+    for a, b in ((x0 - 0.08 * width, x0 - 0.02 * width), (x1 + 0.05 * width, x1 + 0.3 * width)):
+        hair = lab[eye_y:mouth_y, int(a):int(b)].reshape(-1, 3).mean(0)
+        assert hair[0] < 115 and hair[2] < 160, hair  # darker and less yellow than blonde
+
+
+def test_demo_persona_passes_the_consent_check(assets: DemoAssets) -> None:
+    for use in ("call", "render"):
+        persona = open_persona(assets.persona_dir, use)
+        assert isinstance(persona.consent, ConsentRecord)
+        assert persona.consent.evidence_name == "ABOUT.txt"
+        assert persona.consent.consented_by.startswith("nobody")
+        assert persona.photo.shape == (demo.PHOTO_SIZE, demo.PHOTO_SIZE, 3)
+    about = (assets.persona_dir / "ABOUT.txt").read_text(encoding="utf-8")
+    assert "depicts no real person" in about and demo.PERSONA_VOICE in about
+    assert all(name in about for name in ("grace_hopper.jpg", "t1.jpg", "Tom_Hanks_54745.png"))
+
+
+def test_edited_statement_fails_the_consent_check(tmp_path: Path, assets: DemoAssets) -> None:
+    copy = tmp_path / "persona"
+    shutil.copytree(assets.persona_dir, copy)
+    open_persona(copy, "call")  # the copy as such is fine
+    with open(copy / "ABOUT.txt", "a", encoding="utf-8") as handle:
+        handle.write("It depicts my neighbour.\n")
+    with pytest.raises(ConsentError, match="does not match"):
+        open_persona(copy, "call")
+
+
+def test_a_cache_from_an_older_version_gets_the_new_photo(
+    tmp_path: Path, assets: DemoAssets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old cache (no version stamp, or an older one) has the old photo and no consent: both are made
+    anew; the voice and the operator clip, which did not change, are kept."""
+    new_photo = np.full((demo.PHOTO_SIZE, demo.PHOTO_SIZE, 3), 90, np.uint8)
+    monkeypatch.setattr(demo, "composite_face", lambda: new_photo)
+    for stamp in (None, "1\n"):
+        root = tmp_path / f"old-{stamp is None}"
+        shutil.copytree(assets.operator_clip.parent, root)
+        (root / "persona" / "ABOUT.txt").unlink()
+        (root / "persona" / CONSENT_FILE).unlink()
+        if stamp is None:
+            (root / ".persona-version").unlink()
+        else:
+            (root / ".persona-version").write_text(stamp, encoding="utf-8")
+        voice = root / "persona" / "voice.wav"
+        kept = {p: p.stat().st_mtime_ns for p in (voice, root / "operator.mp4", root / "operator.png")}
+        rebuilt = demo_assets(root)
+        assert np.array_equal(cv2.imread(str(rebuilt.persona_dir / "photo.png")), new_photo)
+        assert (root / ".persona-version").read_text(encoding="utf-8").strip() == str(demo.PERSONA_VERSION)
+        assert open_persona(rebuilt.persona_dir, "call").consent is not None
+        assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
 
 def test_persona_voice_is_16k_mono_and_long_enough(assets: DemoAssets) -> None:
@@ -163,8 +239,8 @@ def test_operator_speaks_different_words_in_a_different_voice(assets: DemoAssets
 
 
 def test_second_call_reuses_the_cache(assets: DemoAssets) -> None:
-    files = [assets.persona_dir / "photo.png", assets.persona_dir / "voice.wav",
-             assets.operator_clip, assets.operator_photo]
+    files = [assets.persona_dir / name for name in ("photo.png", "voice.wav", "ABOUT.txt", CONSENT_FILE)]
+    files += [assets.operator_clip, assets.operator_photo, assets.operator_clip.parent / ".persona-version"]
     before = {p: p.stat().st_mtime_ns for p in files}
     again = demo_assets(assets.operator_clip.parent)
     assert again == assets
@@ -174,7 +250,7 @@ def test_second_call_reuses_the_cache(assets: DemoAssets) -> None:
 def test_only_a_missing_file_is_rebuilt(tmp_path: Path, assets: DemoAssets) -> None:
     root = tmp_path / "copy"
     (root / "persona").mkdir(parents=True)
-    for rel in ("persona/photo.png", "operator.mp4", "operator.png"):
+    for rel in ("persona/photo.png", "operator.mp4", "operator.png", ".persona-version"):
         (root / rel).write_bytes((assets.operator_clip.parent / rel).read_bytes())
     kept = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
     rebuilt = demo_assets(root)

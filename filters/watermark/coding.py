@@ -38,6 +38,7 @@ _PRED = np.stack([((_NEXT << 1) & (_STATES - 1)) | 0, ((_NEXT << 1) & (_STATES -
 _REG = (_INPUT[None, :] << _MEMORY) | _PRED  # (2, S): full register for each (predecessor, next state)
 _OUT = np.stack([_parity(_REG & g) for g in _GENERATORS], axis=-1)  # (2, S, 2) coded bits per branch
 _SIGN = 1.0 - 2.0 * _OUT  # +1 for a coded 0, -1 for a coded 1
+_SIGN_T = _SIGN.reshape(2 * _STATES, len(_GENERATORS)).T  # (2, 2S): soft pair -> all branch metrics
 
 
 def crc_salt(key: bytes) -> int:
@@ -75,23 +76,27 @@ def conv_encode(bits: np.ndarray) -> np.ndarray:
 def viterbi_decode(soft: np.ndarray) -> np.ndarray:
     """Maximum-likelihood info bits for soft coded values (positive means a coded 0).
 
-    Uses correlation metrics, which are optimal for equal-variance Gaussian noise and need no noise
-    estimate; the zero tail pins the final state.
+    `soft` is (CODED_BITS,) or a batch (B, CODED_BITS); the batch is decoded in one pass, which is how the
+    detector tries all its tone candidates for the price of one. Uses correlation metrics, optimal for
+    equal-variance Gaussian noise and needing no noise estimate; the zero tail pins the final state.
     """
-    soft = np.asarray(soft, dtype=np.float64).reshape(-1, len(_GENERATORS))
-    steps = soft.shape[0]
-    metric = np.full(_STATES, -np.inf)
-    metric[0] = 0.0
-    choice = np.empty((steps, _STATES), dtype=np.int8)
+    soft = np.asarray(soft, dtype=np.float64)
+    single = soft.ndim == 1
+    soft = soft.reshape(-1, soft.shape[-1] // len(_GENERATORS), len(_GENERATORS))  # (B, steps, 2)
+    batch, steps = soft.shape[:2]
+    metric = np.full((batch, _STATES), -np.inf)
+    metric[:, 0] = 0.0
+    choice = np.empty((steps, batch, _STATES), dtype=np.intp)
+    rows = np.arange(batch)[:, None]
     for t in range(steps):
-        branch = _SIGN @ soft[t]  # (2, S)
-        cand = metric[_PRED] + branch
-        pick = np.argmax(cand, axis=0)
+        cand = metric[:, _PRED] + (soft[:, t] @ _SIGN_T).reshape(batch, 2, _STATES)  # (B, 2, S)
+        pick = np.argmax(cand, axis=1)
         choice[t] = pick
-        metric = cand[pick, _NEXT]
-    state = 0
-    bits = np.empty(steps, dtype=np.uint8)
+        metric = cand[rows, pick, _NEXT]
+    state = np.zeros(batch, dtype=np.intp)
+    bits = np.empty((batch, steps), dtype=np.uint8)
     for t in range(steps - 1, -1, -1):
-        bits[t] = _INPUT[state]
-        state = _PRED[choice[t, state], state]
-    return bits[: steps - _MEMORY]
+        bits[:, t] = _INPUT[state]
+        state = _PRED[choice[t, rows[:, 0], state], state]
+    bits = bits[:, : steps - _MEMORY]
+    return bits[0] if single else bits

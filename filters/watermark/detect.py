@@ -94,6 +94,8 @@ class Detector:
         self._salt = crc_salt(self.key)
         self.candidates = TONE_CANDIDATES if tone_search else ((1.0, 1.0),)
         self._gammas = sorted({g for g, _ in self.candidates}, key=lambda g: abs(np.log(g)))
+        self._rows = np.array([self._gammas.index(g) for g, _ in self.candidates])
+        self._gains = np.array([k for _, k in self.candidates])
 
     def soft_bits(self, image: np.ndarray) -> np.ndarray:
         """(len(candidates), CODED_BITS) values in [-1, 1], one row per tone candidate.
@@ -102,35 +104,29 @@ class Detector:
         scales the (linear) statistics, so it costs nothing extra.
         """
         fine = fine_luma(image)
-        stats = {}
-        for gamma in self._gammas:
-            grid = fine if gamma == 1.0 else 255.0 * np.power(fine * (1.0 / 255.0), 1.0 / gamma)
-            stats[gamma] = self._layout.statistics(coarse(grid))
-        rows = [np.cos(2.0 * np.pi * (stats[g] / k - self._layout.dither) / STEP) for g, k in self.candidates]
-        return np.stack(rows)
-
-    def decode_one(self, soft_sum: np.ndarray) -> tuple[bytes | None, float]:
-        """(payload or None, score) for one candidate's soft bits summed over any number of frames."""
-        bits = viterbi_decode(soft_sum)
-        payload = check_info(bits, self._salt)
-        codeword = conv_encode(bits)
-        norm = float(np.abs(soft_sum).sum())
-        score = float(soft_sum @ (1.0 - 2.0 * codeword)) / norm if norm > 0 else 0.0
-        return payload, score
+        levels = fine * np.float32(1.0 / 255.0)
+        stack = np.stack([fine if g == 1.0 else 255.0 * np.power(levels, np.float32(1.0 / g)) for g in self._gammas])
+        stats = self._layout.statistics(coarse(stack))  # (gammas, CODED_BITS)
+        return self._layout.soft_bits(stats[self._rows] / self._gains[:, None])
 
     def decode(self, soft_sums: np.ndarray) -> tuple[bytes | None, float, tuple[float, float] | None]:
-        """(payload, score, tone candidate) from the first candidate whose sums pass the CRC.
+        """(payload, score, tone) from the first candidate whose summed soft bits pass the CRC.
 
-        When none passes: (None, the untouched candidate's score, None).
+        `soft_sums` is (len(candidates), CODED_BITS), or (CODED_BITS,) for the untouched tone only. When no
+        candidate passes: (None, the untouched candidate's score, None).
         """
-        miss_score = 0.0
-        for i, (row, tone) in enumerate(zip(soft_sums, self.candidates)):
-            payload, score = self.decode_one(row)
+        soft_sums = np.atleast_2d(soft_sums)
+        decoded = viterbi_decode(soft_sums)
+        for row, bits, tone in zip(soft_sums, decoded, self.candidates):
+            payload = check_info(bits, self._salt)
             if payload is not None:
-                return payload, score, tone
-            if i == 0:
-                miss_score = score
-        return None, miss_score, None
+                return payload, self._score(row, bits), tone
+        return None, self._score(soft_sums[0], decoded[0]), None
+
+    @staticmethod
+    def _score(soft_sum: np.ndarray, bits: np.ndarray) -> float:
+        norm = float(np.abs(soft_sum).sum())
+        return float(soft_sum @ (1.0 - 2.0 * conv_encode(bits))) / norm if norm > 0 else 0.0
 
 
 def _windows(frames: Iterable[np.ndarray], fps: float, detector: Detector) -> Iterator[tuple[int, int, np.ndarray]]:

@@ -43,9 +43,9 @@ def _solver(key: bytes, height: int, width: int) -> np.ndarray:
     """
     lay = layout_for(key)
     ry, rx = resample_response(height, width)
-    unit = lay.spread.reshape(GRID_H, GRID_W, CODED_BITS)
-    seen = np.einsum("ki,kjb,jl->ilb", ry, unit, rx)  # what the detector's grid sees for each unit pattern
-    response = lay.spread.T @ lay.highpass(seen).reshape(-1, CODED_BITS) / lay.count[:, None]
+    unit = lay.spread.T.reshape(CODED_BITS, GRID_H, GRID_W)
+    seen = ry.T @ unit @ rx  # what the detector's grid sees for each bit's unit pattern
+    response = lay.statistics(seen).T  # response[i, j]: statistic i per unit amplitude of bit j
     return np.linalg.inv(response)
 
 

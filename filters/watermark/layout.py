@@ -64,18 +64,20 @@ class Layout:
     blur_x: np.ndarray  # (GRID_W, GRID_W)
 
     def highpass(self, grid: np.ndarray) -> np.ndarray:
-        """Grid minus its Gaussian blur; works on (H, W) or (H, W, k) stacks."""
-        if grid.ndim == 2:
-            return grid - self.blur_y @ grid @ self.blur_x.T
-        return grid - np.einsum("ij,jkb,lk->ilb", self.blur_y, grid, self.blur_x)
+        """Grid minus its Gaussian blur; works on (H, W) or stacks (..., H, W)."""
+        return grid - self.blur_y @ grid @ self.blur_x.T
 
     def statistics(self, grid: np.ndarray) -> np.ndarray:
-        """Per-coded-bit statistic: signed mean of the high-passed grid over the bit's cells."""
-        return self.highpass(grid).reshape(-1) @ self.spread / self.count
+        """Per-coded-bit statistic: signed mean of the high-passed grid over the bit's cells.
 
-    def soft_bits(self, grid: np.ndarray) -> np.ndarray:
-        """+1 where the statistic sits on the bit-0 lattice, -1 on the bit-1 lattice, in between otherwise."""
-        return np.cos(2.0 * np.pi * (self.statistics(grid) - self.dither) / STEP)
+        (H, W) gives (CODED_BITS,); a stack (..., H, W) gives (..., CODED_BITS).
+        """
+        flat = self.highpass(grid).reshape(*grid.shape[:-2], GRID_H * GRID_W)
+        return flat @ self.spread / self.count
+
+    def soft_bits(self, stats: np.ndarray) -> np.ndarray:
+        """+1 where a statistic sits on the bit-0 lattice, -1 on the bit-1 lattice, in between otherwise."""
+        return np.cos((2.0 * np.pi / STEP) * (stats - self.dither))
 
 
 @functools.lru_cache(maxsize=8)
@@ -115,8 +117,9 @@ def fine_luma(image: np.ndarray) -> np.ndarray:
 
 
 def coarse(fine: np.ndarray) -> np.ndarray:
-    """Fine grid to canonical grid by SUB x SUB means, as float64."""
-    return fine.reshape(GRID_H, SUB, GRID_W, SUB).mean(axis=(1, 3), dtype=np.float64)
+    """Fine grid (or a stack of them) to the canonical grid by SUB x SUB means, as float64."""
+    blocks = fine.reshape(*fine.shape[:-2], GRID_H, SUB, GRID_W, SUB)
+    return blocks.mean(axis=(-3, -1), dtype=np.float64)
 
 
 def luma_grid(image: np.ndarray) -> np.ndarray:
