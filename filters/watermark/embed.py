@@ -84,10 +84,11 @@ class WatermarkEmbedder:
         if height < GRID_H or width < GRID_W:
             raise ValueError(f"frame {width}x{height} is smaller than the {GRID_W}x{GRID_H} mark grid")
         delta = cv2.resize(self.grid_delta(image_bgr), (width, height), interpolation=cv2.INTER_LINEAR)
-        mse = float(np.mean(delta * delta))
+        flat = delta.reshape(-1)
+        mse = float(flat @ flat) / flat.size
         if mse > MAX_MSE:
             delta *= np.float32(np.sqrt(MAX_MSE / mse))
-        step = np.rint(delta).astype(np.int16)
         if image_bgr.ndim == 3:
-            step = step[..., None]
-        return np.clip(image_bgr.astype(np.int16) + step, 0, 255).astype(np.uint8)
+            delta = cv2.merge([delta, delta, delta])
+        # Saturating add with rounding, in one pass (several times faster than int16 numpy arithmetic).
+        return cv2.add(image_bgr, delta, dtype=cv2.CV_8U)
