@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        from calls.quiet import quiet_native_logs
+
+        quiet_native_logs()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

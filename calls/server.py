@@ -245,9 +245,9 @@ class CallServer:
             await pc.setRemoteDescription(offer)
             offered = {t.kind for t in pc.getTransceivers()}  # answer only the media the far end asked for
             if "video" in offered:
-                pc.addTrack(PersonaVideoTrack(self.state.pipeline.video_out))
+                pc.addTrack(PersonaVideoTrack(self.state.pipeline.video_out, self.state.pipeline.note_video_sent))
             if "audio" in offered:
-                pc.addTrack(PersonaAudioTrack(self.state.pipeline.audio_out))
+                pc.addTrack(PersonaAudioTrack(self.state.pipeline.audio_out, self.state.pipeline.note_audio_sent))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # a malformed SDP must not take the server down
             await self._close_peer()

@@ -31,9 +31,10 @@ class PersonaVideoTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, source: LatestSlot[VideoFrame]) -> None:
+    def __init__(self, source: LatestSlot[VideoFrame], on_sent=None) -> None:
         super().__init__()
         self._source = source
+        self._on_sent = on_sent  # called with each fresh frame's capture time (A/V delay measurement)
         self._version = 0
         self._t0: float | None = None
         self._last_pts = -1
@@ -50,6 +51,8 @@ class PersonaVideoTrack(MediaStreamTrack):
         self._version = version
         self._last = item
         stamp = item.t_capture if fresh else now()
+        if fresh and self._on_sent is not None:
+            self._on_sent(item.t_capture)
         if self._t0 is None:
             self._t0 = stamp
         pts = max(int((stamp - self._t0) * VIDEO_CLOCK), self._last_pts + 1)
@@ -65,9 +68,11 @@ class PersonaAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, ring: AudioRing) -> None:
+    def __init__(self, ring: AudioRing, on_sent=None, max_buffer_s: float = 0.06) -> None:
         super().__init__()
         self._ring = ring
+        self._on_sent = on_sent  # called with the capture time of each block sent
+        self._max_buffer_s = max_buffer_s
         self._start: float | None = None
         self._pts = 0
 
@@ -80,7 +85,12 @@ class PersonaAudioTrack(MediaStreamTrack):
             wait = self._start + self._pts / AUDIO_RATE - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-        samples, _ = self._ring.read(AUDIO_FRAME)
+        # A source clock faster than ours (a real microphone) slowly fills the ring: trim it back, so the
+        # voice delay stays constant instead of creeping up to the ring's capacity.
+        self._ring.trim_to(self._max_buffer_s)
+        samples, t_first = self._ring.read(AUDIO_FRAME)
+        if self._on_sent is not None:
+            self._on_sent(t_first)
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.sample_rate = AUDIO_RATE

@@ -14,10 +14,11 @@ import numpy as np
 
 from engine.media import AudioChunk, VideoFrame, now
 from engine.metrics import Metrics
-from engine.stages import AudioRing, LatestSlot, Worker
+from engine.stages import AudioRing, DelayLine, LatestSlot, Worker
 
 AUDIO_RATE = 48000
 AUDIO_BLOCK = 960  # 20 ms at 48 kHz: the WebRTC/Opus frame
+EMA = 0.05  # weight of each new sample in the measured send delays (about 20 samples' memory)
 
 
 class VoiceProcessor(Protocol):
@@ -29,10 +30,15 @@ class VoiceProcessor(Protocol):
 
 
 class CallPipeline:
-    """Wires the face filter and the voice filter between operator input and persona output."""
+    """Wires the face filter and the voice filter between operator input and persona output.
+
+    Lips and voice stay together because video waits for voice: each converted frame is held until its
+    capture time plus the audio path's measured delay (voice filter + output buffer), so both leave the
+    engine equally late. `align_av=False` sends frames as soon as they are converted.
+    """
 
     def __init__(self, face: Callable[[VideoFrame], VideoFrame], voice: VoiceProcessor,
-                 audio_rate: int = AUDIO_RATE) -> None:
+                 audio_rate: int = AUDIO_RATE, align_av: bool = True) -> None:
         self.metrics = Metrics()
         self.audio_rate = audio_rate
         self.voice = voice
@@ -40,7 +46,14 @@ class CallPipeline:
         self.video_out: LatestSlot[VideoFrame] = LatestSlot()
         self.audio_in = AudioRing(audio_rate, capacity_s=0.3)
         self.audio_out = AudioRing(audio_rate, capacity_s=0.3)
-        self._face_worker = Worker("face", self.video_in, face, self.video_out.put, self.metrics.stage("face"))
+        # Until audio has been sent, assume the voice filter's delay plus one block of buffering.
+        self.audio_send_delay = voice.latency_s + AUDIO_BLOCK / audio_rate
+        self.video_send_delay: float | None = None
+        self.align_av = align_av
+        self._delay_line = DelayLine(self.video_out.put, self._video_hold,
+                                     on_drop=self.metrics.stage("face").drop) if align_av else None
+        outbox = self._delay_line.put if self._delay_line else self.video_out.put
+        self._face_worker = Worker("face", self.video_in, face, outbox, self.metrics.stage("face"))
         self._voice_stats = self.metrics.stage("voice")
         self._stop = threading.Event()
         self._voice_thread = threading.Thread(target=self._voice_loop, name="evercall-voice", daemon=True)
@@ -56,6 +69,20 @@ class CallPipeline:
 
     def push_audio(self, chunk: AudioChunk) -> None:
         self.audio_in.write(chunk.samples, chunk.t_capture)
+
+    def _video_hold(self) -> float:
+        return self.audio_send_delay
+
+    def note_audio_sent(self, t_capture: float | None) -> None:
+        """A sink sent audio captured at `t_capture`: update the measured audio delay."""
+        if t_capture is not None:
+            self.audio_send_delay += EMA * ((now() - t_capture) - self.audio_send_delay)
+
+    def note_video_sent(self, t_capture: float) -> None:
+        """A sink sent a frame captured at `t_capture`: update the measured video delay."""
+        delay = now() - t_capture
+        self.video_send_delay = delay if self.video_send_delay is None else \
+            self.video_send_delay + EMA * (delay - self.video_send_delay)
 
     def _voice_loop(self) -> None:
         while not self._stop.is_set():
@@ -81,6 +108,12 @@ class CallPipeline:
             "out_dropped_samples": self.audio_out.dropped_samples,
             "out_underrun_samples": self.audio_out.underrun_samples,
         }
+        video = self.video_send_delay
+        snap["av"] = {
+            "audio_send_delay_ms": round(self.audio_send_delay * 1000, 1),
+            "video_send_delay_ms": None if video is None else round(video * 1000, 1),
+            "skew_ms": None if video is None else round((video - self.audio_send_delay) * 1000, 1),
+        }
         return snap
 
     def close(self) -> None:
@@ -88,4 +121,6 @@ class CallPipeline:
         self.video_in.close()
         self.video_out.close()
         self._face_worker.join()
+        if self._delay_line:
+            self._delay_line.close()
         self._voice_thread.join(2.0)

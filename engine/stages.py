@@ -145,6 +145,18 @@ class AudioRing:
             out = np.concatenate([out, np.zeros(n - take, dtype=np.float32)])
         return out, t_first
 
+    def trim_to(self, seconds: float) -> int:
+        """Drop the oldest samples beyond `seconds` of buffer (counted as dropped); returns how many."""
+        with self._lock:
+            excess = self._buf.size - int(seconds * self.sample_rate)
+            if excess <= 0:
+                return 0
+            self._buf = self._buf[excess:]
+            self.dropped_samples += excess
+            if self._t_first is not None:
+                self._t_first += excess / self.sample_rate
+            return excess
+
     @property
     def buffered_s(self) -> float:
         with self._lock:
@@ -185,3 +197,56 @@ class Worker(Generic[T]):
 
     def join(self, timeout: float = 2.0) -> None:
         self._thread.join(timeout)
+
+
+class DelayLine(Generic[T]):
+    """Releases each item at `item.t_capture + delay()`, so video can wait for the slower voice path.
+
+    The delay is read at release time, so it follows a measured figure. When several items are due at once
+    (the consumer or this thread fell behind) only the newest goes out and the rest count as dropped.
+    """
+
+    def __init__(self, out: Callable[[T], None], delay: Callable[[], float],
+                 on_drop: Callable[[int], None] | None = None, max_items: int = 64) -> None:
+        self._out, self._delay, self._on_drop = out, delay, on_drop
+        self._items: list[T] = []
+        self._max = max_items
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="evercall-delay", daemon=True)
+        self._thread.start()
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            self._items.append(item)
+            if len(self._items) > self._max:  # bounded even if the delay were absurd
+                del self._items[0]
+                if self._on_drop:
+                    self._on_drop(1)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                if not self._items:
+                    self._cond.wait(0.25)
+                    continue
+                due_at = self._items[0].t_capture + self._delay()  # type: ignore[attr-defined]
+                wait = due_at - now()
+                if wait > 0:
+                    self._cond.wait(min(wait, 0.25))
+                    continue
+                limit = now() - self._delay()
+                due = [i for i in self._items if i.t_capture <= limit]  # type: ignore[attr-defined]
+                self._items = self._items[len(due):]
+            if len(due) > 1 and self._on_drop:
+                self._on_drop(len(due) - 1)
+            self._out(due[-1])
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(1.0)

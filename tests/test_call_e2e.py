@@ -53,6 +53,7 @@ async def test_far_end_receives_persona_face_and_voice(demo, demo_persona) -> No
     call = await start_call(demo_persona, source, ServeOptions(port=0))
     try:
         got = await _join(call.join_url, seconds=6.0)
+        av = call.state.pipeline.stats()["av"]
         async with aiohttp.ClientSession() as session:
             async with session.get(call.join_url + "x") as resp:
                 assert resp.status == 403
@@ -60,6 +61,8 @@ async def test_far_end_receives_persona_face_and_voice(demo, demo_persona) -> No
         await call.stop()
 
     assert got["state"] == "connected"
+    # Lips and voice leave the relay together: video waits for the slower voice path.
+    assert av["skew_ms"] is not None and abs(av["skew_ms"]) <= 20, av
     assert len(got["frames"]) > 60, "the far end should receive a steady stream of frames"
     persona = face_descriptor(demo_persona.photo)
     import cv2

@@ -83,3 +83,31 @@ def test_worker_survives_a_failing_filter() -> None:
     inbox.close()
     worker.join()
     assert worker.errors == 1 and [f.seq for f in done] == [1]
+
+
+def test_delay_line_releases_at_capture_time_plus_delay() -> None:
+    from engine.stages import DelayLine
+
+    released: list[tuple[int, float]] = []
+    line = DelayLine(lambda f: released.append((f.seq, now() - f.t_capture)), delay=lambda: 0.08)
+    line.put(_frame(1))
+    time.sleep(0.03)
+    assert released == [], "nothing leaves before its delay is up"
+    time.sleep(0.12)
+    line.close()
+    assert [seq for seq, _ in released] == [1]
+    assert released[0][1] >= 0.08
+
+
+def test_delay_line_sends_only_the_newest_of_overdue_items() -> None:
+    from engine.stages import DelayLine
+
+    released: list[int] = []
+    dropped: list[int] = []
+    old = [VideoFrame(np.zeros((1, 1, 3), np.uint8), now() - 1.0 + i * 0.01, i) for i in range(5)]
+    line = DelayLine(lambda f: released.append(f.seq), delay=lambda: 0.05, on_drop=dropped.append)
+    for frame in old:
+        line.put(frame)
+    time.sleep(0.1)
+    line.close()
+    assert released[-1] == 4 and sum(dropped) + len(released) == 5
