@@ -60,7 +60,10 @@ def cmd_create(args: argparse.Namespace) -> int:
     consent = ConsentRecord(consented_by=args.consent_by, relationship=args.relationship,
                             evidence_sha256=sha256_file(evidence), scope=parse_scope(args.scope),
                             expires=args.expires, evidence_name=evidence.name)
-    persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence)
+    from filters.factory import derive
+
+    print("checking the photo and learning the voice (a few seconds)...", flush=True)
+    persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence, derive=derive)
     print(f"created persona '{args.name.strip()}' (id {persona_id}); consent by {consent.consented_by} "
           f"({consent.relationship}) for {', '.join(sorted(consent.scope))}")
     return 0

@@ -32,6 +32,30 @@ def voice_profile(persona: Persona):
     return profile
 
 
+def derive(persona: Persona) -> dict[str, bytes]:
+    """Everything learnt from the likeness once, for the persona store to keep (encrypted) with it.
+
+    Refuses a photo with no usable face and a voice that cannot be learnt, so a bad persona is caught
+    when it is created rather than when a call starts.
+    """
+    import io
+
+    import numpy as np
+
+    from engine.errors import PersonaError
+    from filters.face.landmarks import N_MESH_POINTS, FaceMesher
+
+    with FaceMesher(still=True) as mesher:
+        points = mesher(persona.photo)
+    if points is None:
+        raise PersonaError("no face found in the persona photo: use a photo where one face is clearly visible, "
+                           "frontal, at least 100 px wide")
+    buf = io.BytesIO()
+    np.save(buf, points[:N_MESH_POINTS].astype(np.float32))
+    voice_profile(persona)  # fills persona.derived["voice_profile"]
+    return {"face_landmarks": buf.getvalue(), "voice_profile": persona.derived["voice_profile"]}
+
+
 def voice_stream(persona: Persona, rate: int):
     """A streaming voice converter toward the persona, at the call's sample rate."""
     from filters.voice.stream import VoiceStream
