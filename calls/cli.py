@@ -57,7 +57,8 @@ def _source_from_args(args: argparse.Namespace):
 def cmd_serve(args: argparse.Namespace) -> int:
     from calls.serve import ServeOptions, serve_forever
 
-    options = ServeOptions(args.host, args.port, args.mode, invite_ttl_s=args.invite_hours * 3600,
+    options = ServeOptions(args.host, args.port, args.mode, backend=args.backend, models_dir=args.models_dir,
+                           invite_ttl_s=args.invite_hours * 3600,
                            tls_cert=args.tls_cert, tls_key=args.tls_key, tls_self_signed=args.tls_self_signed)
     options.ssl_context()  # refuse an unsafe bind before the persona and camera are opened
     persona = _persona_from_args(args, "call")
@@ -84,7 +85,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise EvercallError("--output must differ from --input: the input would be overwritten")
     summary = render(persona, Path(args.input), Path(args.output), mode=args.mode,
-                     progress=sys.stderr.isatty())
+                     progress=sys.stderr.isatty(), backend=args.backend, models_dir=args.models_dir)
     for line in summary.lines():
         print(line)
     return 0
@@ -92,6 +93,15 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 PERSONA_HELP = ("a persona from the store (`evercall persona list`), or a folder holding a photo, a voice sample, "
                 "consent.json and the consent document it names")
+
+
+def _add_face_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", default="swap", choices=["swap"], help="face mode (default swap)")
+    parser.add_argument("--backend", default="embedded", choices=["embedded", "inswapper"],
+                        help="face backend: 'embedded' needs no downloaded weights (default); 'inswapper' uses "
+                             "insightface + inswapper_128 from your models folder (see `evercall models list`)")
+    parser.add_argument("--models-dir", type=Path, metavar="DIR",
+                        help="folder with model files (default: $EVERCALL_MODELS, then $EVERCALL_HOME/models)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mic", default=None, help="microphone index or name (default: the system default)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    serve.add_argument("--mode", default="swap", choices=["swap"], help="face mode (default swap)")
+    _add_face_options(serve)
     serve.add_argument("--invite-hours", type=float, default=12.0,
                        help="how long the far-end link stays valid (default 12 hours)")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="HTTPS certificate (needed off loopback)")
@@ -129,12 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--demo", action="store_true", help="use the built-in sample persona")
     rend.add_argument("--input", required=True, metavar="IN.mp4", help="the operator's video")
     rend.add_argument("--output", required=True, metavar="OUT.mp4", help="where to write the result (MP4)")
-    rend.add_argument("--mode", default="swap", choices=["swap"], help="face mode (default swap)")
+    _add_face_options(rend)
     rend.set_defaults(func=cmd_render)
 
-    from calls import persona_cli
+    from calls import models_cli, persona_cli
 
     persona_cli.register(sub)
+    models_cli.register(sub)
     return parser
 
 

@@ -65,13 +65,14 @@ def convert_voice(persona: Persona, samples16k: np.ndarray) -> np.ndarray:
 
 
 def render(persona: Persona, input_path: Path, output_path: Path, mode: str = "swap",
-           progress: bool = True, frame_hook=None) -> RenderSummary:
+           progress: bool = True, frame_hook=None, backend: str = "embedded",
+           models_dir: Path | None = None) -> RenderSummary:
     """Render `input_path` through the persona's filters into `output_path` (MP4, H.264 + AAC)."""
     from filters.factory import face_filter
 
     input_path, output_path = Path(input_path), Path(output_path)
     probe_media(input_path)
-    face = face_filter(persona, mode)
+    face = face_filter(persona, mode, backend, models_dir)
     samples = _read_audio_track(input_path)
     voice = convert_voice(persona, samples) if samples is not None and samples.size else None
 

@@ -28,6 +28,8 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     mode: str = "swap"
+    backend: str = "embedded"
+    models_dir: Path | None = None
     invite_ttl_s: float = DEFAULT_TTL_S
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -53,11 +55,12 @@ def persona_id(persona: Persona) -> str:
     return persona.source.name if persona.source is not None else persona.name
 
 
-def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000) -> CallPipeline:
+def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000, backend: str = "embedded",
+                   models_dir: Path | None = None) -> CallPipeline:
     """The persona's face and voice filters in a started pipeline (filters are built before any I/O)."""
     from filters.factory import face_filter, voice_stream
 
-    face = face_filter(persona, mode)
+    face = face_filter(persona, mode, backend, models_dir)
     voice = voice_stream(persona, rate)
 
     def convert(frame: VideoFrame) -> VideoFrame:
@@ -98,7 +101,8 @@ class RunningCall:
 async def start_call(persona: Persona, source: Source, options: ServeOptions) -> RunningCall:
     """Build everything, start the source and bind the server; filters are built off the event loop."""
     context, tls_fp = options.ssl_context()  # refuses an unsafe bind before any work is done
-    pipeline = await asyncio.to_thread(build_pipeline, persona, options.mode)
+    pipeline = await asyncio.to_thread(build_pipeline, persona, options.mode, 48000, options.backend,
+                                       options.models_dir)
     from engine.home import audit_log
 
     state = CallState(pipeline=pipeline, persona_name=persona.name, persona_id=persona_id(persona),

@@ -231,7 +231,8 @@ class CheckResult:
 
 
 def _get_fix(spec: ModelSpec, folder: Path) -> str:
-    return f"{spec.source} Save it as {folder / spec.file_name}, or point --models-dir / {MODELS_ENV} at its folder"
+    return (f"{spec.source} Save it as {folder / spec.file_name}, or point --models-dir / {MODELS_ENV} "
+            f"at its folder")
 
 
 def check(spec: ModelSpec, folder: str | os.PathLike[str]) -> CheckResult:
@@ -363,8 +364,7 @@ def _signature_problem(spec: ModelSpec, model: object) -> str | None:
             if e.name is not None and name != e.name:
                 return f"{kind[:-1]} {i} is named {name!r}, expected {e.name!r}"
             if not _shape_matches(e.shape, shape, kind == "outputs" and spec.batched_outputs_ok):
-                return (f"{kind[:-1]} {i} ({name}) has shape {_dims(shape)}, expected {_dims(e.shape)}: "
-                        f"expected {spec.signature()}")
+                return f"{kind[:-1]} {i} ({name}) has shape {_dims(shape)}, expected {_dims(e.shape)}"
             if dtype != e.dtype:
                 return f"{kind[:-1]} {i} ({name}) is {dtype}, expected {e.dtype}"
     if spec.extra_check is not None:

@@ -9,12 +9,24 @@ from __future__ import annotations
 from engine.persona import Persona
 
 FACE_MODES = ("swap",)
+FACE_BACKENDS = ("embedded", "inswapper")
 
 
-def face_filter(persona: Persona, mode: str = "swap"):
-    """The face filter for `mode`; raises PersonaError when the persona photo cannot serve it."""
+def face_filter(persona: Persona, mode: str = "swap", backend: str = "embedded", models_dir=None):
+    """The face filter for `mode` on `backend`.
+
+    "embedded" needs no downloaded weights (MediaPipe mesh + warp); "inswapper" runs insightface's
+    detector, ArcFace and inswapper_128 from the user's models folder. Raises PersonaError when the photo
+    cannot serve, ModelError when a model file is missing or wrong.
+    """
     if mode not in FACE_MODES:
         raise ValueError(f"unknown face mode {mode!r}: choose one of {', '.join(FACE_MODES)}")
+    if backend == "inswapper":
+        from filters.face.neural import InswapperFilter
+
+        return InswapperFilter(persona.photo, models_dir)
+    if backend != "embedded":
+        raise ValueError(f"unknown face backend {backend!r}: choose one of {', '.join(FACE_BACKENDS)}")
     from filters.face.swap import FaceSwapFilter
 
     return FaceSwapFilter(persona.photo)

@@ -199,7 +199,6 @@ def make_from_spec(spec: ModelSpec, path: Path) -> Path:
     outputs, nodes = [], []
     for i, t in enumerate(spec.outputs):
         name = t.name or f"out{i}"
-        dims = [d if isinstance(d, int) else 1 for d in t.shape]
         value = helper.make_tensor("v", _DTYPES[t.dtype], [1], [0])
         nodes.append(helper.make_node("ConstantOfShape", [f"{name}_shape"], [name], value=value))
         outputs.append(helper.make_tensor_value_info(name, _DTYPES[t.dtype],
