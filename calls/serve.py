@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from calls.console import Controls
 from calls.invites import DEFAULT_TTL_S, Invite
 from calls.server import CallServer, CallState
 from calls.tls import fingerprint, require_tls_for, self_signed, server_context
@@ -55,18 +56,25 @@ def persona_id(persona: Persona) -> str:
     return persona.source.name if persona.source is not None else persona.name
 
 
-def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000, backend: str = "embedded",
-                   models_dir: Path | None = None) -> CallPipeline:
-    """The persona's face and voice filters in a started pipeline (filters are built before any I/O)."""
-    from filters.factory import face_filter, voice_stream
+def face_step(persona: Persona, mode: str, backend: str = "embedded", models_dir: Path | None = None):
+    """(convert, close): the persona's face filter as a pipeline step, and how to release it."""
+    from filters.factory import face_filter
 
     face = face_filter(persona, mode, backend, models_dir)
-    voice = voice_stream(persona, rate)
 
     def convert(frame: VideoFrame) -> VideoFrame:
         return frame.with_image(face.process(frame.image, frame.t_capture).image)
 
-    return CallPipeline(convert, voice, audio_rate=rate).start()
+    return convert, face.close
+
+
+def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000, backend: str = "embedded",
+                   models_dir: Path | None = None) -> CallPipeline:
+    """The persona's face and voice filters in a started pipeline (filters are built before any I/O)."""
+    from filters.factory import voice_stream
+
+    convert, _ = face_step(persona, mode, backend, models_dir)
+    return CallPipeline(convert, voice_stream(persona, rate), audio_rate=rate).start()
 
 
 class RunningCall:
@@ -77,6 +85,7 @@ class RunningCall:
         self.state, self.source, self.runner = state, source, runner
         self.host, self.port = host, port
         self.tls_fingerprint = tls_fingerprint
+        self.ended = asyncio.Event()  # set when the operator ends the call from the console
 
     @property
     def base_url(self) -> str:
@@ -108,7 +117,17 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
     state = CallState(pipeline=pipeline, persona_name=persona.name, persona_id=persona_id(persona),
                       audit=audit_log(), invite=Invite(ttl_s=options.invite_ttl_s))
     state.record("invite_created", expires=state.invite.describe()["expires_at"])
-    server = CallServer(state)
+    state.mode = options.mode
+    call_box: list[RunningCall] = []
+
+    async def end_call() -> None:
+        state.invite.revoked = True
+        await server.close_peer()
+        call_box[0].ended.set()
+
+    controls = Controls(state, lambda mode: face_step(persona, mode, options.backend, options.models_dir),
+                        end_call)
+    server = CallServer(state, controls)
     runner = web.AppRunner(server.app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, ssl_context=context)
@@ -121,7 +140,9 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
                             "pick another port with --port") from exc
     port = site._server.sockets[0].getsockname()[1] if options.port == 0 else options.port  # type: ignore[union-attr]
     source.start(pipeline.push_video, pipeline.push_audio)
-    return RunningCall(state, source, runner, options.host, port, tls_fp)
+    call = RunningCall(state, source, runner, options.host, port, tls_fp)
+    call_box.append(call)
+    return call
 
 
 async def serve_forever(persona: Persona, source: Source, options: ServeOptions, announce) -> None:
@@ -133,7 +154,7 @@ async def serve_forever(persona: Persona, source: Source, options: ServeOptions,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not call.ended.is_set():
             if source.error is not None and call.state.source_error is None:
                 call.state.source_error = str(source.error)
                 log.error("operator input failed: %s (the far end now sees the persona's portrait)", source.error)

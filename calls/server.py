@@ -6,6 +6,7 @@ Routes
   POST /join/{token}/report     the far-end page's own WebRTC figures, shown to the operator
   GET  /operator/{token}        operator page: outgoing preview, the far end, live figures
   GET  /operator/{token}/preview.mjpg | farend.mjpg | stats.json
+  GET  /operator/{token}/ws     WebSocket: live figures out, console controls in (calls/console.py)
 
   POST /operator/{token}/invite/revoke | invite/renew   withdraw the far-end link, or issue a new one
 
@@ -29,6 +30,7 @@ import cv2
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from calls.console import Controls, CpuMeter, figures
 from calls.ice import rtc_configuration
 from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
 from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_audio, consume_video
@@ -60,6 +62,7 @@ class CallState:
     source_error: str | None = None
     farend_report: dict | None = None  # the far end's own figures (frames decoded, fps), for the operator
     persona_id: str = ""
+    mode: str = "swap"
     audit: Any = None  # engine.audit.AuditLog, or None to record nothing
 
     def record(self, event: str, **fields: Any) -> None:
@@ -80,8 +83,9 @@ def refused(reason: str, status: int = 403) -> web.Response:
 class CallServer:
     """aiohttp application for one operator and one far end at a time."""
 
-    def __init__(self, state: CallState) -> None:
+    def __init__(self, state: CallState, controls: Controls | None = None) -> None:
         self.state = state
+        self.controls = controls or Controls(state, None, None)
         self.app = web.Application()
         self.app.add_routes([
             web.get("/", self.index),
@@ -92,6 +96,7 @@ class CallServer:
             web.get("/operator/{token}/preview.mjpg", self.preview_stream),
             web.get("/operator/{token}/farend.mjpg", self.farend_stream),
             web.get("/operator/{token}/stats.json", self.stats),
+            web.get("/operator/{token}/ws", self.console_socket),
             web.post("/operator/{token}/invite/revoke", self.revoke_invite),
             web.post("/operator/{token}/invite/renew", self.renew_invite),
         ])
@@ -154,12 +159,41 @@ class CallServer:
         self.state.farend_report = report
         return web.Response(status=204)
 
+    async def console_socket(self, request: web.Request) -> web.StreamResponse:
+        """Push figures twice a second; apply the console's commands as they come."""
+        if not self._operator_ok(request):
+            return refused("The operator code in this link is wrong.")
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        cpu = CpuMeter()
+
+        async def push() -> None:
+            while not ws.closed:
+                await ws.send_json({"type": "figures", **figures(self.state, cpu)})
+                await asyncio.sleep(0.5)
+
+        pusher = asyncio.ensure_future(push())
+        try:
+            async for msg in ws:
+                if msg.type != web.WSMsgType.TEXT:
+                    continue
+                try:
+                    command = json.loads(msg.data)
+                except json.JSONDecodeError:
+                    await ws.send_json({"type": "result", "ok": False, "message": "commands are JSON"})
+                    continue
+                result = await self.controls.apply(command if isinstance(command, dict) else {})
+                await ws.send_json({"type": "result", **result})
+        finally:
+            pusher.cancel()
+        return ws
+
     async def revoke_invite(self, request: web.Request) -> web.Response:
         """Withdraw the far-end link: new joins are refused; a call in progress is ended."""
         if not self._operator_ok(request):
             return refused("The operator code in this link is wrong.")
         self.state.invite.revoked = True
-        await self._close_peer()
+        await self.close_peer()
         return web.json_response(self.state.invite.describe())
 
     async def renew_invite(self, request: web.Request) -> web.Response:
@@ -214,7 +248,7 @@ class CallServer:
             offer = RTCSessionDescription(sdp=params["sdp"], type=params["type"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             return web.Response(status=400, text="bad offer: expected JSON with 'sdp' and 'type'")
-        await self._close_peer()
+        await self.close_peer()
         pc = RTCPeerConnection(rtc_configuration())
         self.state.peer = pc
 
@@ -250,11 +284,11 @@ class CallServer:
                 pc.addTrack(PersonaAudioTrack(self.state.pipeline.audio_out, self.state.pipeline.note_audio_sent))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # a malformed SDP must not take the server down
-            await self._close_peer()
+            await self.close_peer()
             return web.Response(status=400, text=f"cannot use this offer: {exc}")
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
-    async def _close_peer(self) -> None:
+    async def close_peer(self) -> None:
         pc, self.state.peer = self.state.peer, None
         for task in self.state.peer_tasks:
             task.cancel()
@@ -263,5 +297,5 @@ class CallServer:
             await pc.close()
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        await self._close_peer()
+        await self.close_peer()
 

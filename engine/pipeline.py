@@ -8,6 +8,7 @@ two worker threads, so neither the event loop nor the capture threads ever wait 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import Callable, Protocol
 
 import numpy as np
@@ -38,8 +39,13 @@ class CallPipeline:
     """
 
     def __init__(self, face: Callable[[VideoFrame], VideoFrame], voice: VoiceProcessor,
-                 audio_rate: int = AUDIO_RATE, align_av: bool = True) -> None:
+                 audio_rate: int = AUDIO_RATE, align_av: bool = True,
+                 mark: Callable[[np.ndarray, int], np.ndarray] | None = None) -> None:
         self.metrics = Metrics()
+        self._face = face
+        self.mark = mark  # provenance watermark applied to every frame that leaves, cards included
+        self.card: np.ndarray | None = None  # when set, replaces the picture and silences the voice
+        self.muted = False
         self.audio_rate = audio_rate
         self.voice = voice
         self.video_in: LatestSlot[VideoFrame] = LatestSlot(on_drop=self.metrics.stage("face").drop)
@@ -49,11 +55,12 @@ class CallPipeline:
         # Until audio has been sent, assume the voice filter's delay plus one block of buffering.
         self.audio_send_delay = voice.latency_s + AUDIO_BLOCK / audio_rate
         self.video_send_delay: float | None = None
+        self._sent_times: deque[float] = deque(maxlen=120)
         self.align_av = align_av
         self._delay_line = DelayLine(self.video_out.put, self._video_hold,
                                      on_drop=self.metrics.stage("face").drop) if align_av else None
         outbox = self._delay_line.put if self._delay_line else self.video_out.put
-        self._face_worker = Worker("face", self.video_in, face, outbox, self.metrics.stage("face"))
+        self._face_worker = Worker("face", self.video_in, self._video_step, outbox, self.metrics.stage("face"))
         self._voice_stats = self.metrics.stage("voice")
         self._stop = threading.Event()
         self._voice_thread = threading.Thread(target=self._voice_loop, name="evercall-voice", daemon=True)
@@ -63,6 +70,17 @@ class CallPipeline:
         self._face_worker.start()
         self._voice_thread.start()
         return self
+
+    def set_face(self, face: Callable[[VideoFrame], VideoFrame]) -> None:
+        """Switch the face filter between frames (the caller closes the old one)."""
+        self._face = face
+
+    def _video_step(self, frame: VideoFrame) -> VideoFrame:
+        card = self.card
+        out = frame.with_image(card) if card is not None else self._face(frame)
+        if self.mark is not None:
+            out = out.with_image(self.mark(out.image, out.seq))
+        return out
 
     def push_video(self, frame: VideoFrame) -> None:
         self.video_in.put(frame)
@@ -80,6 +98,7 @@ class CallPipeline:
 
     def note_video_sent(self, t_capture: float) -> None:
         """A sink sent a frame captured at `t_capture`: update the measured video delay."""
+        self._sent_times.append(now())
         delay = now() - t_capture
         self.video_send_delay = delay if self.video_send_delay is None else \
             self.video_send_delay + EMA * (delay - self.video_send_delay)
@@ -91,10 +110,12 @@ class CallPipeline:
                 continue
             samples, t_first = got
             try:
-                out = self.voice.process(samples)
+                out = self.voice.process(samples)  # runs even when muted, so its state stays in time
             except Exception:
                 self.voice_errors += 1
                 out = np.zeros_like(samples)  # silence, never the operator's own voice
+            if self.muted or self.card is not None:
+                out = np.zeros_like(out)
             # out[0] is the converted sample captured `latency_s` before samples[0].
             t_out = t_first - self.voice.latency_s
             self.audio_out.write(out, t_out)
@@ -109,6 +130,9 @@ class CallPipeline:
             "out_underrun_samples": self.audio_out.underrun_samples,
         }
         video = self.video_send_delay
+        sent = list(self._sent_times)
+        recent = [t for t in sent if t > now() - 2.0]
+        snap["fps_out"] = round((len(recent) - 1) / (recent[-1] - recent[0]), 1) if len(recent) > 2 else 0.0
         snap["av"] = {
             "audio_send_delay_ms": round(self.audio_send_delay * 1000, 1),
             "video_send_delay_ms": None if video is None else round(video * 1000, 1),

@@ -1,0 +1,61 @@
+"""The operator console: figures arrive over the WebSocket and its controls change what the far end gets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import numpy as np
+import pytest
+
+from calls.console import one_moment_card
+from calls.serve import ServeOptions, start_call
+from calls.sources import FileSource
+
+
+async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 10.0) -> dict:
+    async def wait() -> dict:
+        while True:
+            msg = await ws.receive_json()
+            if msg.get("type") == kind:
+                return msg
+    return await asyncio.wait_for(wait(), timeout)
+
+
+async def test_console_figures_and_controls(demo, demo_persona) -> None:
+    call = await start_call(demo_persona, FileSource(demo.operator_clip), ServeOptions(port=0))
+    pipeline = call.state.pipeline
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(f"{call.base_url}/operator/wrong/ws")
+            assert refused.value.status == 403
+            async with session.ws_connect(f"{call.operator_url}/ws") as ws:
+                figures = await _next(ws, "figures")
+                for key in ("av", "fps_out", "cpu_percent", "face", "invite", "muted", "card"):
+                    assert key in figures
+
+                await ws.send_json({"action": "mute", "on": True})
+                assert (await _next(ws, "result"))["ok"] and pipeline.muted
+                await ws.send_json({"action": "mute", "on": False})
+                await _next(ws, "result")
+
+                await ws.send_json({"action": "card", "on": True})
+                assert (await _next(ws, "result"))["ok"]
+                await asyncio.sleep(0.6)  # frames already converted drain through the A/V delay line
+                version, frame = pipeline.video_out.peek()
+                card = one_moment_card(*frame.image.shape[1::-1])
+                assert np.abs(frame.image.astype(int) - card).mean() < 3, "the far end sees the card"
+                assert (await _next(ws, "figures"))["card"] is True
+
+                await ws.send_json({"action": "mode", "mode": "no-such-mode"})
+                result = await _next(ws, "result")
+                assert not result["ok"] and "no-such-mode" in result["message"]
+
+                await ws.send_json({"action": "end"})
+                assert (await _next(ws, "result"))["message"] == "call ended"
+                await asyncio.wait_for(call.ended.wait(), 2.0)
+            async with session.get(call.join_url) as resp:
+                assert resp.status == 403, "an ended call's link no longer works"
+    finally:
+        await call.stop()
