@@ -217,6 +217,41 @@ class BarcodeSource(Source):
             k += 1
 
 
+class LoadProbe:
+    """How contended the CPU is while a path is measured: wall time over CPU time of a fixed Python task.
+
+    Every 100 ms a thread runs about a millisecond of pure Python. On an idle core wall = CPU time (ratio 1);
+    when other processes or our own threads hold the cores (or the GIL), the task waits and the ratio
+    grows. Reported with every path so a slow figure can be told apart from a loaded machine.
+    """
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self.ratios: list[float] = []
+        self._every = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-load-probe", daemon=True)
+
+    def start(self) -> "LoadProbe":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            total = 0
+            for i in range(20000):
+                total += i * i
+            cpu = time.thread_time() - c0
+            if cpu > 0:
+                self.ratios.append((time.perf_counter() - w0) / cpu)
+
+    def stop(self) -> float | None:
+        """Stop and return the median ratio (None if no sample was taken)."""
+        self._stop.set()
+        self._thread.join(1.0)
+        return round(float(np.median(self.ratios)), 2) if self.ratios else None
+
+
 # -- pipelines -------------------------------------------------------------------------------------------
 class IdentityVoice:
     """Voice out = voice in, no delay."""
@@ -405,6 +440,32 @@ def _audio_latencies(arrivals: Arrivals, source: BarcodeSource, t0: float, t1: f
     return list(heard.values()), int(wanted.sum())
 
 
+class SendLog:
+    """When the relay's tracks hand each frame and audio block to WebRTC (wraps the pipeline's callbacks).
+
+    CallServer passes `pipeline.note_video_sent`/`note_audio_sent` to the tracks it creates for an offer,
+    so wrapping them on the pipeline before the far end joins tells, per frame, how long the engine held
+    it (face filter + A/V hold) and how long WebRTC took after that (encode, send, receive, decode).
+    """
+
+    def __init__(self, pipeline: CallPipeline) -> None:
+        self.video: dict[float, float] = {}  # capture time -> handed to the video track
+        self.audio: list[tuple[float, float]] = []  # (capture time of the block's first sample, handed over)
+        video_sent, audio_sent = pipeline.note_video_sent, pipeline.note_audio_sent
+
+        def note_video(t_capture: float) -> None:
+            self.video[t_capture] = now()
+            video_sent(t_capture)
+
+        def note_audio(t_capture: Optional[float]) -> None:
+            if t_capture is not None:
+                self.audio.append((t_capture, now()))
+            audio_sent(t_capture)
+
+        pipeline.note_video_sent = note_video  # type: ignore[method-assign]
+        pipeline.note_audio_sent = note_audio  # type: ignore[method-assign]
+
+
 async def measure_path(name: str, factory: Factory, seconds: float, warmup: float = 1.5,
                        photo: Optional[np.ndarray] = None, tuned: bool = True,
                        connect_timeout: float = 20.0) -> dict:
@@ -414,6 +475,7 @@ async def measure_path(name: str, factory: Factory, seconds: float, warmup: floa
     pipeline = await asyncio.to_thread(factory)
     timed = TimedVoice(pipeline.voice)
     pipeline.voice = timed  # the voice thread reads this attribute for every block
+    sends = SendLog(pipeline)
     source = BarcodeSource(operator_frames(photo if photo is not None else demo_operator_photo()))
     runner, url = await _start_relay(pipeline, source)
     arrivals = Arrivals()
@@ -425,12 +487,15 @@ async def measure_path(name: str, factory: Factory, seconds: float, warmup: floa
         with receivers_tuned() if tuned else _stock_receivers():
             pc, tasks = await _far_end(url, arrivals, first)
         await asyncio.wait_for(first.wait(), connect_timeout)
-        connected_at = now()
+        first_frame_s = now() - joined
         await asyncio.sleep(warmup)
+        probe = LoadProbe().start()
+        proc_before, samples_before = len(timed.seconds), timed.samples
         t0 = now()
         await asyncio.sleep(seconds)
         t1 = now()
-        await asyncio.sleep(0.6)  # let the last frames and clicks of the window arrive
+        contention = probe.stop()
+        await asyncio.sleep(0.6)  # let the window's last frames and clicks arrive
         stats = pipeline.stats()
     finally:
         for task in tasks:
@@ -440,25 +505,49 @@ async def measure_path(name: str, factory: Factory, seconds: float, warmup: floa
         source.stop()
         await runner.cleanup()
         pipeline.close()
+    return summarize(name, tuned, stats, source, arrivals, sends, timed, t0, t1,
+                     first_frame_s=first_frame_s, contention=contention,
+                     voice_from=(proc_before, samples_before))
 
-    video, distinct = _video_latencies(arrivals, source, t0, t1 - 0.3)
+
+def summarize(name: str, tuned: bool, stats: dict, source: BarcodeSource, arrivals: Arrivals, sends: SendLog,
+              timed: TimedVoice, t0: float, t1: float, first_frame_s: float, contention: Optional[float],
+              voice_from: tuple[int, int] = (0, 0)) -> dict:
+    """Turn one path's raw timings into the report (all figures in ms unless named otherwise)."""
+    video_end = t1 - 0.3  # frames captured later may still be in flight when we stop listening
+    video, distinct = _video_latencies(arrivals, source, t0, video_end)
     audio, clicks_sent = _audio_latencies(arrivals, source, t0, t1 - 0.5)
+    captured = sum(1 for tc in source.video_t.values() if t0 <= tc <= video_end)
+    window = video_end - t0
+
+    # Per frame: engine part (capture -> handed to WebRTC) and transport part (-> decoded at the far end).
+    by_seq = dict(arrivals.video[::-1])  # first arrival of each barcode wins
+    engine_v, transport_v = [], []
+    for seq, t_dec in by_seq.items():
+        tc = source.video_t.get(seq)
+        sent = sends.video.get(tc) if tc is not None else None
+        if sent is not None and t0 <= tc <= video_end:
+            engine_v.append((sent - tc) * 1000)
+            transport_v.append((t_dec - sent) * 1000)
+    engine_a = [(sent - tc) * 1000 for tc, sent in sends.audio if t0 <= tc <= t1]
+
     v, a = _pct(video), _pct(audio)
     face = stats.get("face", {})
     voice_alg = stats["audio"]["voice_latency_ms"]
-    proc = np.asarray(timed.seconds) * 1000
+    proc = np.asarray(timed.seconds[voice_from[0]:]) * 1000
+    samples = timed.samples - voice_from[1]
     voice_proc_p50 = round(float(np.median(proc)), 2) if proc.size else 0.0
-    voice_rtf = round(float(proc.sum() / 1000 / (timed.samples / RATE)), 4) if timed.samples else None
+    voice_rtf = round(float(proc.sum() / 1000 / (samples / RATE)), 4) if samples else None
     voice_own = round(voice_alg + voice_proc_p50, 1)
-    captured = sum(1 for tc in source.video_t.values() if t0 <= tc <= t1 - 0.3)
-    window = (t1 - 0.3) - t0
+    ev, tv, ea = _pct(engine_v), _pct(transport_v), _pct(engine_a)
     return {
         "path": name,
         "receivers": "tuned (calls/transport.py)" if tuned else "aiortc stock",
         "window_s": round(window, 2),
-        "first_frame_s": round(connected_at - joined, 2),  # offer -> first legible frame decoded
+        "first_frame_s": round(first_frame_s, 2),  # offer sent -> first legible frame decoded
+        "cpu_contention": contention,  # LoadProbe: 1.0 = idle cores; 2.0 = work takes twice its CPU time
         "video": {
-            "latency_ms": v,
+            "latency_ms": v,  # capture -> decoded at the far end, A/V hold included
             "frames_captured": captured,
             "frames_received": distinct,
             "illegible_frames": arrivals.illegible,
@@ -467,26 +556,30 @@ async def measure_path(name: str, factory: Factory, seconds: float, warmup: floa
             "fps_ratio": round(distinct / captured, 3) if captured else None,
         },
         "audio": {"latency_ms": a, "clicks_sent": clicks_sent, "clicks_heard": len(audio)},
-        "av_skew_ms": {"p50": _sub(v["p50"], a["p50"]),
-                       "engine": stats["av"]["skew_ms"]},
+        "av_skew_ms": {
+            "far_end_p50": _sub(v["p50"], a["p50"]),  # positive: the picture lags the voice
+            "engine": stats["av"]["skew_ms"],  # what the pipeline measured where media leaves it
+        },
         "filters_ms": {
             "face_p50": face.get("p50_ms"), "face_p95": face.get("p95_ms"),
-            "face_dropped": face.get("dropped"),
             "voice_algorithmic": voice_alg, "voice_processing_p50": voice_proc_p50,
             "voice_own": voice_own, "voice_rtf": voice_rtf,
         },
-        "engine_ms": {"video_send_delay": stats["av"]["video_send_delay_ms"],
-                      "audio_send_delay": stats["av"]["audio_send_delay_ms"]},
+        "stages_ms": {  # p50s along the way: where the time goes
+            "video_face": face.get("p50_ms"),
+            "video_av_hold": _sub(ev["p50"], face.get("p50_ms")),
+            "video_engine": ev["p50"], "video_engine_p95": ev["p95"],
+            "video_transport": tv["p50"], "video_transport_p95": tv["p95"],
+            "audio_voice": voice_own,
+            "audio_engine": ea["p50"], "audio_engine_p95": ea["p95"],
+            "audio_buffering": _sub(ea["p50"], voice_own),
+            "audio_transport": _sub(a["p50"], ea["p50"]),
+        },
         "added_beyond_filters_ms": {
             "video_p50": _sub(v["p50"], face.get("p50_ms")),
             "video_p95": _sub(v["p95"], face.get("p95_ms")),
             "audio_p50": _sub(a["p50"], voice_own),
             "audio_p95": _sub(a["p95"], voice_own),
-        },
-        "transport_ms": {
-            "video_p50": _sub(v["p50"], stats["av"]["video_send_delay_ms"]),
-            "video_p95": _sub(v["p95"], stats["av"]["video_send_delay_ms"]),
-            "audio_p50": _sub(a["p50"], stats["av"]["audio_send_delay_ms"]),
         },
         "samples_ms": {"video": [round(x, 1) for x in video], "audio": [round(x, 1) for x in audio]},
         "pipeline_stats": stats,

@@ -49,9 +49,10 @@ def _source_from_args(args: argparse.Namespace):
         from engine.demo import demo_assets
 
         return FileSource(demo_assets().operator_clip, loop=True)
+    from calls.devices import find_audio_device
+
     camera = int(args.camera) if str(args.camera).isdigit() else args.camera
-    mic = int(args.mic) if args.mic is not None and str(args.mic).isdigit() else args.mic
-    return CombinedSource(WebcamSource(camera), MicSource(mic))
+    return CombinedSource(WebcamSource(camera), MicSource(find_audio_device(args.mic, output=False)))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -104,6 +105,17 @@ def _add_face_options(parser: argparse.ArgumentParser) -> None:
                         help="folder with model files (default: $EVERCALL_MODELS, then $EVERCALL_HOME/models)")
 
 
+def _add_persona_and_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--persona", metavar="NAME|DIR", help=PERSONA_HELP)
+    parser.add_argument("--demo", action="store_true",
+                        help="use the built-in sample persona (a composite of no real person) and sample operator "
+                             "clip: works with no camera")
+    parser.add_argument("--source", metavar="FILE", help="play this video file as the operator's camera and mic")
+    parser.add_argument("--camera", default="0", help="webcam index or device path (default 0)")
+    parser.add_argument("--mic", default=None, help="microphone index or name (default: the system default; "
+                                                    "see `evercall devices`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evercall", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,13 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start a call and print the far-end link",
                            description="Start the relay. The far end opens the printed /join/ link in a browser; "
                                        "the operator page shows the outgoing picture, the far end and live figures.")
-    serve.add_argument("--persona", metavar="NAME|DIR", help=PERSONA_HELP)
-    serve.add_argument("--demo", action="store_true",
-                       help="use the built-in sample persona (a composite of no real person) and sample operator "
-                            "clip: works with no camera")
-    serve.add_argument("--source", metavar="FILE", help="play this video file as the operator's camera and mic")
-    serve.add_argument("--camera", default="0", help="webcam index or device path (default 0)")
-    serve.add_argument("--mic", default=None, help="microphone index or name (default: the system default)")
+    _add_persona_and_source(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     _add_face_options(serve)
@@ -142,10 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_face_options(rend)
     rend.set_defaults(func=cmd_render)
 
-    from calls import models_cli, persona_cli
+    from calls import device_cli, models_cli, persona_cli
 
     persona_cli.register(sub)
     models_cli.register(sub)
+    device_cli.register(sub, _add_persona_and_source, _add_face_options)
     return parser
 
 

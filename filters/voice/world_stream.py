@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from engine.errors import MediaError, PersonaError
+from filters.voice.gate import VoiceGate
 from filters.voice.profile import ANALYSIS_REACH, FFT_SIZE, FRAME, RATE, VoiceProfile, VoiceStats, analyse, measure
 
 BINS = FFT_SIZE // 2 + 1
@@ -173,6 +174,12 @@ class PulseSynth:
         self.acc = np.concatenate([self.acc[self.hop:], np.zeros(self.hop)])
         return out
 
+    def silence(self) -> np.ndarray:
+        """One hop with nothing new to say: earlier pulses ring out; no new pulses, so it costs nothing."""
+        out = self.acc[:self.hop].copy()
+        self.acc = np.concatenate([self.acc[self.hop:], np.zeros(self.hop)])
+        return out
+
     def _add_pulses(self, at: np.ndarray, shift: np.ndarray, voiced: np.ndarray, hz: np.ndarray,
                     log_sp: np.ndarray, ap: np.ndarray) -> None:
         pos = (at + shift) / FRAME
@@ -203,9 +210,10 @@ class WorldVoiceConverter:
     """Operator voice in, persona voice out, at 16 kHz, any chunk sizes, constant delay."""
 
     def __init__(self, profile: VoiceProfile, *, hop_ms: float = 20, lookahead_ms: float = 20,
-                 crossfade_ms: float = 10, seed: int = 0) -> None:
+                 crossfade_ms: float = 10, seed: int = 0, gate: bool = True) -> None:
         """`crossfade_ms` is accepted for configurations written for a crossfading converter; this one has
-        no chunk seams to fade (see the module note), so it changes nothing and adds no latency."""
+        no chunk seams to fade (see the module note), so it changes nothing and adds no latency.
+        `gate=False` re-synthesises everything, room noise included (for comparison)."""
         hop = int(round(hop_ms * RATE / 1000))
         if hop <= 0 or hop % FRAME or hop > 8 * FRAME:
             raise ValueError(f"hop_ms must be a multiple of {1000 * FRAME // RATE} ms up to 40 ms, not {hop_ms}")
@@ -220,7 +228,10 @@ class WorldVoiceConverter:
         self.crossfade_ms = crossfade_ms
         self._context = -(-ANALYSIS_REACH // FRAME) * FRAME
         self._centres = self._context + np.arange(0, hop + 1, FRAME)
+        # Frames inside the lookahead: only their level is measured, so the gate can open ahead of onsets.
+        self._ahead = self._context + hop + np.arange(FRAME, self.lookahead + 1, FRAME)
         self._synth = PulseSynth(hop, seed)
+        self.gate = VoiceGate(FRAME, RATE) if gate else None
         self.operator = OperatorStats()
         self._target_env = profile.envelope.astype(np.float64)
         self.reset()
@@ -289,6 +300,8 @@ class WorldVoiceConverter:
         self._in = np.zeros(self._context)  # the past before the stream began is silence
         self._out = np.zeros(self.delay_samples)
         self._synth.reset()
+        if self.gate is not None:
+            self.gate.reset()
         self._hops = 0
         self._warp_due = 0
         self._update_mapping()
@@ -317,12 +330,25 @@ class WorldVoiceConverter:
 
     def _convert_hop(self, window: np.ndarray) -> np.ndarray:
         self._hops += 1
-        if np.max(np.abs(window)) < SILENCE_PEAK:
-            n = len(self._centres)
-            return self._synth.render(np.zeros(n), np.full((n, BINS), -40.0), np.ones((n, BINS)))
+        n = len(self._centres)
+        gate = self.gate
+        if gate is not None:
+            level, level_ahead = gate.levels(window, self._centres), gate.levels(window, self._ahead)
+            if gate.idle(level, level_ahead):  # nothing to say: skip the analysis, keep the gate's state
+                gate.gains(level, np.zeros(n, bool), np.zeros(n), level_ahead, n - 1)
+                return self._synth.silence()
+        elif np.max(np.abs(window)) < SILENCE_PEAK:
+            return self._synth.silence()
         f0, sp, ap = analyse(window, self._centres)
         log_sp = np.log(sp + 1e-16)
-        final = f0[:-1] > 0  # the last frame is provisional: it is analysed again, with more future, next hop
+        speech = np.ones(n, bool)
+        gain = np.zeros(n)
+        if gate is not None:
+            gain = gate.gains(level, f0 > 0, gate.high_share(sp), level_ahead, n - 1) * (math.log(10) / 10)
+            speech = gate.confirmed
+        # The last frame is provisional: it is analysed again, with more future, next hop. Only speech
+        # teaches the operator statistics (a hum's "pitch" would drag them).
+        final = (f0[:-1] > 0) & speech[:-1]
         if final.any():
             self.operator.update(np.log(f0[:-1][final]), log_sp[:-1][final])
             self._update_mapping()
@@ -334,4 +360,4 @@ class WorldVoiceConverter:
         new_sp = warp_envelope(log_sp, self._alpha) + self._eq
         # Keep each frame's power: the operator's loudness and dynamics pass through unchanged.
         power = np.log(sp.sum(axis=1)) - np.log(np.exp(new_sp).sum(axis=1))
-        return self._synth.render(new_f0, new_sp + power[:, None], ap)
+        return self._synth.render(new_f0, new_sp + (power + gain)[:, None], ap)
