@@ -155,9 +155,11 @@ async def serve_forever(persona: Persona, source: Source, options: ServeOptions,
         loop.add_signal_handler(sig, stop.set)
     try:
         while not stop.is_set() and not call.ended.is_set():
-            if source.error is not None and call.state.source_error is None:
-                call.state.source_error = str(source.error)
-                log.error("operator input failed: %s (the far end now sees the persona's portrait)", source.error)
+            error = str(source.error) if source.error is not None else None
+            if error != call.state.source_error:
+                call.state.source_error = error
+                if error:
+                    log.error("operator input: %s (the far end sees the persona's portrait meanwhile)", error)
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
             except asyncio.TimeoutError:

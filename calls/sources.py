@@ -150,13 +150,24 @@ class WebcamSource(Source):
         return self
 
     def _read(self, on_video: OnVideo) -> None:
+        """Read frames; when the camera stops (unplugged), keep trying to reopen it until stopped."""
         seq = 0
         while not self._stop.is_set():
             ok, image = self._cap.read()
-            if not ok:
-                raise DeviceError(f"camera {self.device!r} stopped delivering frames: check its cable")
-            on_video(VideoFrame(fit_frame(image, self.size), now(), seq))
-            seq += 1
+            if ok:
+                if self.error is not None:
+                    log.warning("camera %r is back", self.device)
+                    self.error = None
+                on_video(VideoFrame(fit_frame(image, self.size), now(), seq))
+                seq += 1
+                continue
+            # The far end meanwhile sees the held frame, then the persona's portrait (never a raw face).
+            self.error = DeviceError(f"camera {self.device!r} stopped delivering frames: check its cable; "
+                                     "retrying every second")
+            self._cap.release()
+            if self._stop.wait(1.0):
+                break
+            self._cap = cv2.VideoCapture(self.device)
         self._cap.release()
 
 

@@ -105,18 +105,22 @@ def warp_dense(
     coef = np.empty((n + 1, 6), np.float32)
     coef[:n] = mats.reshape(n, 6)
     coef[n] = (1, 0, 0, 1, 0, 0)  # identity for pixels outside the mesh
-    ids = np.full((gh, gw), n, dtype=np.int32)
-    half = (step - 1) / 2.0  # grid sample i stands for the full-resolution pixel step * i + half
-    local = np.round((np.asarray(dst_pts, np.float64) - half) / step * 16).astype(np.int32)
+    # One grid cell of margin on every side (identity there: the frame border is fixed), so the pixels of
+    # the outermost rows and columns are interpolated, not clamped to the first sample half a step in.
+    ids = np.full((gh + 2, gw + 2), n, dtype=np.int32)
+    half = (step - 1) / 2.0  # grid sample i stands for the full-resolution pixel step * (i - 1) + half
+    local = np.round(((np.asarray(dst_pts, np.float64) - half) / step + 1) * 16).astype(np.int32)
     for t in np.flatnonzero(ok):
         cv2.fillConvexPoly(ids, local[triangles[t]], int(t), lineType=cv2.LINE_8, shift=4)
-    c = coef[ids]  # (gh, gw, 6): src = x * c0 + y * c2 + c4, y * c3 + x * c1 + c5
-    gx = (np.arange(gw, dtype=np.float32) * step + half)[None, :]
-    gy = (np.arange(gh, dtype=np.float32) * step + half)[:, None]
+    c = coef[ids]  # (gh + 2, gw + 2, 6): src x = x * c0 + y * c2 + c4, src y = x * c1 + y * c3 + c5
+    gx = (np.arange(-1, gw + 1, dtype=np.float32) * step + half)[None, :]
+    gy = (np.arange(-1, gh + 1, dtype=np.float32) * step + half)[:, None]
     map_x = gx * c[..., 0] + gy * c[..., 2] + c[..., 4]
     map_y = gx * c[..., 1] + gy * c[..., 3] + c[..., 5]
     if step > 1:
-        size = (gw * step, gh * step)
-        map_x = cv2.resize(map_x, size, interpolation=cv2.INTER_LINEAR)[:h, :w]
-        map_y = cv2.resize(map_y, size, interpolation=cv2.INTER_LINEAR)[:h, :w]
+        size = ((gw + 2) * step, (gh + 2) * step)
+        map_x = cv2.resize(map_x, size, interpolation=cv2.INTER_LINEAR)[step : step + h, step : step + w]
+        map_y = cv2.resize(map_y, size, interpolation=cv2.INTER_LINEAR)[step : step + h, step : step + w]
+    else:
+        map_x, map_y = map_x[1 : 1 + h, 1 : 1 + w], map_y[1 : 1 + h, 1 : 1 + w]
     return cv2.remap(src_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
