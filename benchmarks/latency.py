@@ -22,24 +22,24 @@ includes that hold, and the skew shows whether it worked at the far end.
 
 Relay and client share this process and its event loop (as on a single machine), so the figures are
 loopback figures on a busy machine: compare paths measured in one run, not runs on different machines.
-Run: `python -m benchmarks.latency [--seconds S] [--json OUT]`; `--scaling N` runs 1..N calls at once.
+Run: `python -m benchmarks.latency [--seconds S] [--full] [--json OUT]`; `--full` adds a passthrough without
+A/V hold and one with aiortc's stock receive buffers; `--scaling N` runs 1..N calls at once instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import asyncio
+import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Callable, Optional
 
 import cv2
@@ -220,14 +220,16 @@ class BarcodeSource(Source):
 class LoadProbe:
     """How contended the CPU is while a path is measured: wall time over CPU time of a fixed Python task.
 
-    Every 100 ms a thread runs about a millisecond of pure Python. On an idle core wall = CPU time (ratio 1);
-    when other processes or our own threads hold the cores (or the GIL), the task waits and the ratio
-    grows. Reported with every path so a slow figure can be told apart from a loaded machine.
+    Every 200 ms a thread burns 10 ms of CPU in pure Python (5% of one core) and notes how much wall time
+    that took. On an idle core the ratio is 1; when other processes or our own threads hold the cores (or
+    the GIL) the task is preempted and the ratio grows (3 busy processes on 2 cores: about 3-6). A task
+    much shorter than a scheduler slice would not see it. Reported with every path, so a slow figure can
+    be told apart from a loaded machine.
     """
 
-    def __init__(self, every_s: float = 0.1) -> None:
+    def __init__(self, every_s: float = 0.2, cpu_s: float = 0.01) -> None:
         self.ratios: list[float] = []
-        self._every = every_s
+        self._every, self._cpu = every_s, cpu_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-load-probe", daemon=True)
 
@@ -239,13 +241,13 @@ class LoadProbe:
         while not self._stop.wait(self._every):
             w0, c0 = time.perf_counter(), time.thread_time()
             total = 0
-            for i in range(20000):
-                total += i * i
+            while time.thread_time() - c0 < self._cpu:
+                for i in range(2000):
+                    total += i * i
             cpu = time.thread_time() - c0
-            if cpu > 0:
-                self.ratios.append((time.perf_counter() - w0) / cpu)
+            self.ratios.append((time.perf_counter() - w0) / cpu)
 
-    def stop(self) -> float | None:
+    def stop(self) -> Optional[float]:
         """Stop and return the median ratio (None if no sample was taken)."""
         self._stop.set()
         self._thread.join(1.0)
@@ -417,10 +419,10 @@ def _video_latencies(arrivals: Arrivals, source: BarcodeSource, t0: float, t1: f
     return lat, len(seen)
 
 
-def _audio_latencies(arrivals: Arrivals, source: BarcodeSource, t0: float, t1: float) -> tuple[list[float], int]:
-    """Latency (ms) of each click captured in [t0, t1], matched to the onset heard after it."""
+def _heard_clicks(arrivals: Arrivals, source: BarcodeSource, t0: float, t1: float) -> tuple[dict[int, float], int]:
+    """{click index: when its onset was heard} for clicks captured in [t0, t1], and how many there were."""
     if not arrivals.audio:
-        return [], 0
+        return {}, 0
     times = np.array([t for t, _ in arrivals.audio])
     sizes = np.array([len(s) for _, s in arrivals.audio])
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -434,10 +436,17 @@ def _audio_latencies(arrivals: Arrivals, source: BarcodeSource, t0: float, t1: f
         j = int(np.searchsorted(clicks, ear, side="right") - 1)
         if j < 0 or not wanted[j] or j in heard:
             continue
-        latency = ear - clicks[j]
-        if 0 <= latency < (CLICK_EVERY / RATE) - 0.02:
-            heard[j] = latency * 1000
-    return list(heard.values()), int(wanted.sum())
+        if 0 <= ear - clicks[j] < (CLICK_EVERY / RATE) - 0.02:
+            heard[j] = float(ear)
+    return heard, int(wanted.sum())
+
+
+def _left_engine(sends: list[tuple[float, float]], t_capture: float) -> Optional[float]:
+    """When the audio sample captured at `t_capture` was handed to WebRTC (from the blocks' send log)."""
+    for t_first, sent in sends:
+        if t_first <= t_capture < t_first + BLOCK / RATE:
+            return sent + (t_capture - t_first)
+    return None
 
 
 class SendLog:
@@ -516,7 +525,15 @@ def summarize(name: str, tuned: bool, stats: dict, source: BarcodeSource, arriva
     """Turn one path's raw timings into the report (all figures in ms unless named otherwise)."""
     video_end = t1 - 0.3  # frames captured later may still be in flight when we stop listening
     video, distinct = _video_latencies(arrivals, source, t0, video_end)
-    audio, clicks_sent = _audio_latencies(arrivals, source, t0, t1 - 0.5)
+    heard, clicks_sent = _heard_clicks(arrivals, source, t0, t1 - 0.5)
+    audio = [(ear - source.click_t[j]) * 1000 for j, ear in heard.items()]
+    # Per click: capture -> left the engine (voice filter + buffering) and -> heard (WebRTC leg).
+    engine_click, transport_click = [], []
+    for j, ear in heard.items():
+        left = _left_engine(sends.audio, source.click_t[j])
+        if left is not None:
+            engine_click.append((left - source.click_t[j]) * 1000)
+            transport_click.append((ear - left) * 1000)
     captured = sum(1 for tc in source.video_t.values() if t0 <= tc <= video_end)
     window = video_end - t0
 
@@ -540,6 +557,7 @@ def summarize(name: str, tuned: bool, stats: dict, source: BarcodeSource, arriva
     voice_rtf = round(float(proc.sum() / 1000 / (samples / RATE)), 4) if samples else None
     voice_own = round(voice_alg + voice_proc_p50, 1)
     ev, tv, ea = _pct(engine_v), _pct(transport_v), _pct(engine_a)
+    ec, tc_ = _pct(engine_click), _pct(transport_click)
     return {
         "path": name,
         "receivers": "tuned (calls/transport.py)" if tuned else "aiortc stock",
@@ -571,9 +589,11 @@ def summarize(name: str, tuned: bool, stats: dict, source: BarcodeSource, arriva
             "video_engine": ev["p50"], "video_engine_p95": ev["p95"],
             "video_transport": tv["p50"], "video_transport_p95": tv["p95"],
             "audio_voice": voice_own,
-            "audio_engine": ea["p50"], "audio_engine_p95": ea["p95"],
-            "audio_buffering": _sub(ea["p50"], voice_own),
-            "audio_transport": _sub(a["p50"], ea["p50"]),
+            # audio engine: capture -> handed to WebRTC, per click (per 20 ms block when no click was heard)
+            "audio_engine": ec["p50"] if ec["p50"] is not None else ea["p50"],
+            "audio_engine_blocks_p95": ea["p95"],
+            "audio_buffering": _sub(ec["p50"] if ec["p50"] is not None else ea["p50"], voice_own),
+            "audio_transport": tc_["p50"] if tc_["p50"] is not None else _sub(a["p50"], ea["p50"]),
         },
         "added_beyond_filters_ms": {
             "video_p50": _sub(v["p50"], face.get("p50_ms")),
@@ -672,8 +692,9 @@ def scaling(max_calls: int, kind: str = "default", seconds: float = 8.0, timeout
             for i in range(n):
                 cmd = [sys.executable, "-m", "benchmarks.latency", "--child", kind, "--seconds", str(seconds),
                        "--ready", str(folder / f"ready{i}"), "--go", str(go), "--json", str(folder / f"out{i}.json")]
-                procs.append(subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1],
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                with open(folder / f"err{i}.txt", "wb") as err:
+                    procs.append(subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1],
+                                                  stdout=subprocess.DEVNULL, stderr=err))
             deadline = time.monotonic() + timeout
             while not all((folder / f"ready{i}").exists() for i in range(n)):
                 if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
@@ -685,16 +706,21 @@ def scaling(max_calls: int, kind: str = "default", seconds: float = 8.0, timeout
                     p.wait(max(1.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     p.kill()
-            calls = []
+            calls, errors = [], []
             for i in range(n):
                 path = folder / f"out{i}.json"
                 if path.exists():
                     calls.append(json.loads(path.read_text()))
+                else:
+                    tail = (folder / f"err{i}.txt").read_text(errors="replace").strip().splitlines()[-1:]
+                    errors.append(tail[0] if tail else f"call {i} ended without a result")
         fps = [c["video"]["received_fps"] for c in calls]
         rows.append({
             "calls": n,
             "kind": kind,
             "completed": len(calls),
+            "errors": errors,
+            "cpu_contention_max": max((c["cpu_contention"] or 0) for c in calls) if calls else None,
             "received_fps_min": min(fps) if fps else None,
             "received_fps_mean": round(float(np.mean(fps)), 2) if fps else None,
             "fps_ratio_min": min((c["video"]["fps_ratio"] or 0) for c in calls) if calls else None,

@@ -47,13 +47,14 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_vcam(args: argparse.Namespace) -> int:
     from calls.cli import _persona_from_args, _source_from_args
     from calls.devices import AudioOutputSink, VirtualCameraSink, find_audio_device
-    from calls.serve import build_pipeline, persona_id
+    from calls.serve import build_pipeline, new_call_id, persona_id
     from engine.home import audit_log
 
     persona = _persona_from_args(args, "call")
     mic_out = find_audio_device(args.virtual_mic, output=True) if args.virtual_mic else None
     source = _source_from_args(args)
-    pipeline = build_pipeline(persona, args.mode, 48000, args.backend, args.models_dir)
+    call_id = new_call_id()
+    pipeline = build_pipeline(persona, args.mode, 48000, args.backend, args.models_dir, call_id)
     sinks = []
     try:
         sinks.append(VirtualCameraSink(pipeline, backend=args.vcam_backend, device=args.vcam_device).start())
@@ -66,7 +67,7 @@ def cmd_vcam(args: argparse.Namespace) -> int:
                  " (no --virtual-mic: the voice goes nowhere)"), flush=True)
         print("pick them in your call app; press Ctrl-C to stop", flush=True)
         audit = audit_log()
-        audit.append("call_started", persona=persona_id(persona), far_end="virtual camera")
+        audit.append("call_started", persona=persona_id(persona), call=call_id, far_end="virtual camera")
         started = time.monotonic()
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -76,7 +77,7 @@ def cmd_vcam(args: argparse.Namespace) -> int:
                     break
         except KeyboardInterrupt:
             pass
-        audit.append("call_ended", persona=persona_id(persona), far_end="virtual camera",
+        audit.append("call_ended", persona=persona_id(persona), call=call_id, far_end="virtual camera",
                      duration_s=round(time.monotonic() - started, 1))
     finally:
         source.stop()

@@ -31,11 +31,12 @@ class RenderSummary:
     ms_per_frame: float
     audio_seconds: float | None
     output: Path
+    call_id: str = ""
 
     def lines(self) -> list[str]:
         audio = (f"{self.audio_seconds:.2f} s of converted voice" if self.audio_seconds is not None
                  else "no audio track in the input: rendered video only")
-        return [f"wrote {self.output}",
+        return [f"wrote {self.output} (watermarked as render {self.call_id})",
                 f"{self.frames} frames, face found in {self.faces_found} "
                 f"({100 * self.faces_found / max(self.frames, 1):.0f}%), {self.ms_per_frame:.1f} ms per frame",
                 audio]
@@ -65,14 +66,18 @@ def convert_voice(persona: Persona, samples16k: np.ndarray) -> np.ndarray:
 
 
 def render(persona: Persona, input_path: Path, output_path: Path, mode: str = "swap",
-           progress: bool = True, frame_hook=None, backend: str = "embedded",
+           progress: bool = True, backend: str = "embedded",
            models_dir: Path | None = None) -> RenderSummary:
     """Render `input_path` through the persona's filters into `output_path` (MP4, H.264 + AAC)."""
     from filters.factory import face_filter
 
     input_path, output_path = Path(input_path), Path(output_path)
     probe_media(input_path)
+    from calls.serve import new_call_id, provenance_mark
+
     face = face_filter(persona, mode, backend, models_dir)
+    call_id = new_call_id()
+    mark = provenance_mark(persona, call_id)
     samples = _read_audio_track(input_path)
     voice = convert_voice(persona, samples) if samples is not None and samples.size else None
 
@@ -99,7 +104,7 @@ def render(persona: Persona, input_path: Path, output_path: Path, mode: str = "s
                     out = face.process(image, float(frames / rate))
                     spent += time.perf_counter() - t0
                     faces += out.face_found
-                    result = frame_hook(out.image, frames) if frame_hook else out.image
+                    result = mark(out.image, frames)
                     vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(result), format="bgr24")
                     vf.pts, vf.time_base = frames, 1 / rate
                     for packet in vout.encode(vf):
@@ -127,9 +132,10 @@ def render(persona: Persona, input_path: Path, output_path: Path, mode: str = "s
     from calls.serve import persona_id
     from engine.home import audit_log
 
-    audit_log().append("render", persona=persona_id(persona), frames=frames, output=output_path.name)
+    audit_log().append("render", persona=persona_id(persona), call=call_id, frames=frames,
+                       output=output_path.name)
     audio_s = None if voice is None else len(voice) / OUT_AUDIO_RATE
-    return RenderSummary(frames, faces, 1000 * spent / frames, audio_s, output_path)
+    return RenderSummary(frames, faces, 1000 * spent / frames, audio_s, output_path, call_id)
 
 
 def _encode_audio(dst, stream, samples: np.ndarray) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import ssl
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,13 +69,29 @@ def face_step(persona: Persona, mode: str, backend: str = "embedded", models_dir
     return convert, face.close
 
 
+def new_call_id() -> str:
+    """A short random id that names one call (or render) in the audit log and in the watermark."""
+    return uuid.uuid4().hex[:16]
+
+
+def provenance_mark(persona: Persona, call_id: str):
+    """The invisible watermark every output frame carries: which persona, which call."""
+    from filters.watermark import WatermarkEmbedder, make_payload
+
+    return WatermarkEmbedder(make_payload(persona_id(persona), call_id)).mark
+
+
 def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000, backend: str = "embedded",
-                   models_dir: Path | None = None) -> CallPipeline:
-    """The persona's face and voice filters in a started pipeline (filters are built before any I/O)."""
+                   models_dir: Path | None = None, call_id: str | None = None) -> CallPipeline:
+    """The persona's face and voice filters in a started pipeline (filters are built before any I/O).
+
+    Every frame that leaves is watermarked with the persona and `call_id` (a new id when None).
+    """
     from filters.factory import voice_stream
 
     convert, _ = face_step(persona, mode, backend, models_dir)
-    return CallPipeline(convert, voice_stream(persona, rate), audio_rate=rate).start()
+    mark = provenance_mark(persona, call_id or new_call_id())
+    return CallPipeline(convert, voice_stream(persona, rate), audio_rate=rate, mark=mark).start()
 
 
 class RunningCall:
@@ -110,12 +127,13 @@ class RunningCall:
 async def start_call(persona: Persona, source: Source, options: ServeOptions) -> RunningCall:
     """Build everything, start the source and bind the server; filters are built off the event loop."""
     context, tls_fp = options.ssl_context()  # refuses an unsafe bind before any work is done
+    call_id = new_call_id()
     pipeline = await asyncio.to_thread(build_pipeline, persona, options.mode, 48000, options.backend,
-                                       options.models_dir)
+                                       options.models_dir, call_id)
     from engine.home import audit_log
 
     state = CallState(pipeline=pipeline, persona_name=persona.name, persona_id=persona_id(persona),
-                      audit=audit_log(), invite=Invite(ttl_s=options.invite_ttl_s))
+                      audit=audit_log(), invite=Invite(ttl_s=options.invite_ttl_s), call_id=call_id)
     state.record("invite_created", expires=state.invite.describe()["expires_at"])
     state.mode = options.mode
     call_box: list[RunningCall] = []

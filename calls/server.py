@@ -62,6 +62,7 @@ class CallState:
     source_error: str | None = None
     farend_report: dict | None = None  # the far end's own figures (frames decoded, fps), for the operator
     persona_id: str = ""
+    call_id: str = ""  # names this call in the audit log and in the output's watermark
     mode: str = "swap"
     audit: Any = None  # engine.audit.AuditLog, or None to record nothing
 
@@ -70,7 +71,7 @@ class CallState:
         if self.audit is None:
             return
         try:
-            self.audit.append(event, persona=self.persona_id, **fields)
+            self.audit.append(event, persona=self.persona_id, call=self.call_id, **fields)
         except Exception:
             log.exception("could not write the audit record %s", event)
 

@@ -8,19 +8,28 @@ from __future__ import annotations
 
 from engine.persona import Persona
 
-FACE_MODES = ("swap",)
+FACE_MODES = ("swap", "portrait")
 FACE_BACKENDS = ("embedded", "inswapper")
 
 
 def face_filter(persona: Persona, mode: str = "swap", backend: str = "embedded", models_dir=None):
     """The face filter for `mode` on `backend`.
 
+    "swap" keeps the operator's room and body and replaces their face; "portrait" shows only the persona's
+    own photo, animated by the operator's head pose and expression; it needs no face swapper, so it runs
+    the same on either backend (the backend only chooses how "swap" replaces the face).
     "embedded" needs no downloaded weights (MediaPipe mesh + warp); "inswapper" runs insightface's
     detector, ArcFace and inswapper_128 from the user's models folder. Raises PersonaError when the photo
     cannot serve, ModelError when a model file is missing or wrong.
     """
     if mode not in FACE_MODES:
         raise ValueError(f"unknown face mode {mode!r}: choose one of {', '.join(FACE_MODES)}")
+    if mode == "portrait":
+        if backend not in FACE_BACKENDS:
+            raise ValueError(f"unknown face backend {backend!r}: choose one of {', '.join(FACE_BACKENDS)}")
+        from filters.face.portrait import PortraitFilter
+
+        return PortraitFilter(persona.photo)
     if backend == "inswapper":
         from filters.face.neural import InswapperFilter
 

@@ -222,3 +222,198 @@ def test_lost_face_holds_then_shows_portrait_never_the_operator(swap, persona, o
 
     back = swap.process(operator, t_last + 2.1)
     assert back.source == "converted" and back.face_found
+
+
+# --- occluders ------------------------------------------------------------------------------------
+
+
+def with_cup(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A white mug with a red band raised in front of the mouth and chin; returns (frame, its mask)."""
+    with FaceMesher(still=True) as mesher:
+        pts = mesher(frame)[:468]
+    x0, x1 = int(pts[61, 0]) - 25, int(pts[291, 0]) + 30
+    y0, y1 = int(pts[2, 1]) + 5, int(pts[152, 1]) + 60
+    out, mask = frame.copy(), np.zeros(frame.shape[:2], np.uint8)
+    cv2.rectangle(mask, (x0, y0), (x1, y1), 255, -1)
+    out[mask > 0] = (235, 238, 240)
+    cv2.rectangle(out, (x0 + 8, y0 + 15), (x1 - 8, y0 + 35), (40, 40, 200), -1)
+    return out, mask
+
+
+def with_hand(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A green-gloved hand (palm and four fingers) over one cheek and eye; returns (frame, its mask)."""
+    with FaceMesher(still=True) as mesher:
+        pts = mesher(frame)[:468]
+    cx, cy = (int(v) for v in pts[205])
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.ellipse(mask, (cx - 10, cy + 25), (35, 45), 15, 0, 360, 255, -1)
+    for k in range(4):
+        x = cx - 40 + 18 * k
+        cv2.line(mask, (x, cy + 10), (x + 10, cy - 55 + int(5 * abs(k - 1.5))), 255, 13)
+    out = frame.copy()
+    out[mask > 0] = (60, 150, 70)
+    return out, mask
+
+
+@pytest.mark.parametrize("occlude", [with_cup, with_hand], ids=["cup", "hand"])
+def test_an_occluder_stays_in_front_of_the_persona(swap, operator, occlude):
+    frame, mask = occlude(operator)
+    t = 0.0
+    for _ in range(3):  # the operator's face, then the hand or cup comes up
+        clear = swap.process(operator, t).image
+        t += 1 / 30
+    for _ in range(3):
+        out = swap.process(frame, t)
+        t += 1 / 30
+    assert out.source == "converted"
+    core = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
+    kept = np.abs(out.image.astype(int) - frame.astype(int)).max(axis=2)[core] <= 12
+    assert kept.mean() > 0.97  # the object as the camera saw it, not skin painted over it
+
+    # Where the face is not covered the persona still shows, in her usual colours (an occluder must not
+    # tint her: a green glove skewing the colour match would turn her face green).
+    rows, cols = face_box(operator)
+    visible = np.zeros(mask.shape, bool)
+    visible[rows, cols] = True
+    visible &= cv2.dilate(mask, np.ones((31, 31), np.uint8)) == 0
+    assert np.abs(out.image.astype(int) - operator.astype(int)).max(axis=2)[visible].mean() > 20
+    lab_out = cv2.cvtColor(out.image, cv2.COLOR_BGR2Lab)[visible].astype(float).mean(axis=0)
+    lab_clear = cv2.cvtColor(clear, cv2.COLOR_BGR2Lab)[visible].astype(float).mean(axis=0)
+    assert np.abs(lab_out - lab_clear)[1:].max() < 3  # chroma: no tint
+    assert abs(lab_out[0] - lab_clear[0]) < 8  # lightness: the colour match sees less skin, not other skin
+
+
+def test_a_clear_face_has_no_occluder(operator):
+    """The operator's own eyes, brows, lips and teeth are not taken for something in front of the face."""
+    from filters.face.landmarks import face_oval_indices
+    from filters.face.occlusion import OccluderDetector
+    from filters.face.swap import OCCLUSION_REACH, _grown_box
+
+    detector = OccluderDetector()
+    frames = [moved(operator, i) for i in range(6)] + [open_mouth(operator)[0]]
+    with FaceMesher(still=False) as mesher:
+        for frame in frames:
+            pts = mesher(frame)[:468]
+            box = _grown_box(pts[face_oval_indices()], OCCLUSION_REACH, frame.shape[:2])
+            assert detector(frame, pts, box) is None
+
+
+# --- lost and found -------------------------------------------------------------------------------
+
+
+def test_lost_face_fades_to_the_portrait_and_back(persona, operator):
+    fade = 0.3
+    with FaceSwapFilter(persona, hold_s=0.5, fade_s=fade) as swap:
+        last = swap.process(operator, 0.0)
+        portrait = swap.process(np.zeros((H, W, 3), np.uint8), 5.0).image  # the still portrait itself
+        last = swap.process(operator, 10.0)  # back: (a fade from the portrait starts; run it through)
+        for k in range(1, 12):
+            last = swap.process(operator, 10.0 + k / 30)
+        assert last.source == "converted"
+        t0 = 10.0 + 11 / 30
+        blank = np.zeros((H, W, 3), np.uint8)
+        rows, cols = face_box(operator)
+
+        def to(a: np.ndarray, b: np.ndarray) -> float:
+            return float(np.abs(a.astype(int) - b.astype(int)).mean())
+
+        shown = []
+        for dt in np.arange(1, 30) / 30:  # one second without a face
+            out = swap.process(blank, t0 + dt)
+            assert not out.face_found
+            shown.append((dt, out))
+        for dt, out in shown:
+            if dt <= 0.5:
+                assert out.source == "held" and np.array_equal(out.image, last.image)
+            elif dt >= 0.5 + fade:
+                assert out.source == "portrait" and np.array_equal(out.image, portrait)
+            else:  # a crossfade: between the two pictures, nearer the portrait as time goes on
+                w = (dt - 0.5) / fade
+                assert out.source == "portrait"
+                assert abs(to(out.image, last.image) - w * to(portrait, last.image)) < 3
+        # The whole way, the operator's own face never shows.
+        for _, out in shown:
+            assert to(out.image[rows, cols], operator[rows, cols]) > 15
+
+        # Found again: a fade in from the portrait, not a cut, and never the operator's face either.
+        t1 = t0 + 1.0
+        back = [swap.process(operator, t1 + k / 30) for k in range(1, 13)]
+        assert all(b.source == "converted" and b.face_found for b in back)
+        steps = [to(back[0].image, portrait)] + [to(b.image, a.image) for a, b in zip(back, back[1:])]
+        assert max(steps) < 0.5 * to(back[-1].image, portrait)  # no single jump carries the change
+        assert to(back[-1].image, back[-2].image) < 3  # settled on the live swap
+        for b in back:
+            assert to(b.image[rows, cols], operator[rows, cols]) > 15
+
+
+# --- head turns -----------------------------------------------------------------------------------
+
+
+def yawed(frame: np.ndarray, degrees: float) -> np.ndarray:
+    """The head turned by `degrees` (positive: toward the viewer's left) about a vertical cylinder through
+    the face: the near side widens, the far side crowds toward the silhouette."""
+    from filters.face.landmarks import face_oval_indices
+
+    with FaceMesher(still=True) as mesher:
+        pts = mesher(frame)[:468]
+    oval = pts[face_oval_indices()]
+    cx, r = float(oval[:, 0].mean()), float(np.ptp(oval[:, 0])) / 2 * 1.25
+    xs = np.arange(W, dtype=np.float32)
+    phi = np.arcsin(np.clip((xs - cx) / r, -1, 1)) - np.radians(degrees)
+    src = np.where(np.abs(phi) < np.pi / 2, cx + r * np.sin(phi), np.where(phi < 0, cx - r, cx + r))
+    src = np.where(np.abs(xs - cx) < r, src, xs)
+    top, chin = float(pts[:, 1].min()) - 0.6 * r, float(pts[152, 1]) + 0.25 * r
+    ys = np.arange(H, dtype=np.float32)
+    rows = np.clip(1 - (ys - chin) / (0.5 * r), 0, 1) * np.clip((ys - top) / (0.3 * r) + 1, 0, 1)
+    map_x = (xs[None, :] + rows[:, None] * (src - xs)[None, :]).astype(np.float32)
+    map_y = np.repeat(ys[:, None], W, axis=1).astype(np.float32)
+    return cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def test_head_turns_up_to_45_degrees_without_tearing(swap, operator):
+    from filters.face.landmarks import face_oval_indices
+
+    def masks(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(inside the face, away from its edge and the mouth; a band just outside the face)."""
+        with FaceMesher(still=True) as mesher:
+            pts = mesher(frame)[:468]
+        width = int(np.ptp(pts[face_oval_indices()][:, 0]))
+        oval = np.zeros((H, W), np.uint8)
+        cv2.fillPoly(oval, [np.round(pts[face_oval_indices()]).astype(np.int32)], 255)
+        mouth = np.zeros((H, W), np.uint8)
+        cv2.fillPoly(mouth, [np.round(pts[lips_inner_indices()]).astype(np.int32)], 255)
+        inner = (cv2.erode(oval, np.ones((width // 10 | 1,) * 2, np.uint8)) > 0) & (
+            cv2.dilate(mouth, np.ones((9, 9), np.uint8)) == 0)
+        band = (cv2.dilate(oval, np.ones((int(0.2 * width) | 1,) * 2, np.uint8)) > 0) & (
+            cv2.dilate(oval, np.ones((int(0.06 * width) | 1,) * 2, np.uint8)) == 0)
+        return inner, band
+
+    t = 0.0
+    for _ in range(3):
+        frontal = swap.process(operator, t).image
+        t += 1 / 30
+    inner0, _ = masks(operator)
+    ab0 = cv2.cvtColor(frontal, cv2.COLOR_BGR2Lab)[inner0][:, 1:].astype(float)
+    lo, hi = np.percentile(ab0, 0.5, axis=0) - 6, np.percentile(ab0, 99.5, axis=0) + 6
+    for degrees in (30, 45, -30, -45):
+        frame = yawed(operator, degrees)
+        for _ in range(4):
+            out = swap.process(frame, t)
+            t += 1 / 30
+        assert out.source == "converted"
+        inner, band = masks(frame)
+        lab = cv2.cvtColor(out.image, cv2.COLOR_BGR2Lab).astype(float)
+        face = lab[inner]
+        # No holes: every face pixel is painted (none black, none left as the operator's)...
+        assert (out.image[inner].max(axis=1) < 20).mean() == 0
+        assert (np.abs(out.image.astype(int) - frame.astype(int)).max(axis=2)[inner] == 0).mean() < 0.01
+        # ...and no streaks of hair, background or glasses frame dragged across it: her colours only.
+        assert ((face[:, 1:] < lo) | (face[:, 1:] > hi)).any(axis=1).mean() < 0.01
+        # Her frontal proportions are not forced onto the turned head: no skin spills past its silhouette
+        # over the background beside it.
+        lab_in = cv2.cvtColor(frame, cv2.COLOR_BGR2Lab).astype(float)
+        skin = np.median(face[:, 1:], axis=0)
+        skin_out = np.linalg.norm(lab[..., 1:] - skin, axis=2) < 6
+        skin_in = np.linalg.norm(lab_in[..., 1:] - skin, axis=2) < 6
+        changed = np.abs(lab - lab_in).max(axis=2) > 25
+        assert (band & skin_out & ~skin_in & changed).sum() / band.sum() < 0.012

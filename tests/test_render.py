@@ -86,3 +86,15 @@ def test_video_without_audio_renders_and_says_so(demo, demo_persona, tmp_path: P
     frames, audio, _ = _probe(out)
     assert len(frames) == 20 and audio is None
     assert any("no audio track" in line for line in summary.lines())
+
+
+def test_render_is_watermarked_and_traced_to_its_audit_record(demo, rendered, capsys) -> None:
+    from calls.cli import main
+
+    out, summary = rendered
+    assert main(["verify", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "was made by evercall" in text
+    assert f"call {summary.call_id}" in text and "render" in text
+    assert main(["verify", str(demo.operator_clip)]) == 1, "the unconverted input carries no mark"
+    assert "no evercall mark" in capsys.readouterr().out

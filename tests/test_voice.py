@@ -129,6 +129,21 @@ def test_profile_round_trips_through_bytes(female_profile):
     np.testing.assert_array_equal(back.envelope, female_profile.envelope)
     np.testing.assert_array_equal(back.aperiodicity, female_profile.aperiodicity)
     assert back.voiced_seconds == female_profile.voiced_seconds
+    assert back.band_top_hz == female_profile.band_top_hz > 6000  # a full-band recording
+    np.testing.assert_array_equal(back.frames, female_profile.frames)
+    # A few thousand frames at most, compact enough to store with the persona.
+    assert 500 < len(back.frames) <= 3000 and len(data) < 300_000
+
+
+def test_profile_from_an_older_build_asks_to_learn_it_again(female_profile):
+    import io
+
+    old = io.BytesIO()  # what version 1 wrote: averages only, no persona frames
+    np.savez(old, version=np.int32(1), rate=np.int32(RATE), log_f0=np.array([5.3, 0.1]),
+             envelope=female_profile.envelope, aperiodicity=female_profile.aperiodicity,
+             voiced_seconds=np.float64(9.0))
+    with pytest.raises(PersonaError, match="version 1 .* learn it again"):
+        VoiceProfile.from_bytes(old.getvalue())
 
 
 def test_profile_refuses_damaged_bytes_and_silent_samples(female_profile):
@@ -155,9 +170,44 @@ def test_male_operator_sounds_like_female_persona(speech, female_profile, encode
     operator_ref = embed(encoder, speech["male_reference"])
     before = cosine(embed(encoder, operator), persona_ref)
     after = cosine(embed(encoder, converted), persona_ref)
-    # Measured: 0.66 -> 0.90 (cold start, no warm-up).
+    # Measured: 0.66 -> 0.92 (cold start, no warm-up; 0.89 without persona frame matching).
     assert after >= before + 0.15, (before, after)
     assert after > cosine(embed(encoder, converted), operator_ref) + 0.1
+
+
+@pytest.fixture(scope="module")
+def other_male(tmp_path_factory) -> dict[str, np.ndarray]:
+    """A second male voice saying the persona and reference sentences (the same-gender persona)."""
+    folder = tmp_path_factory.mktemp("other_male")
+    return {what: vs.speak(text, vs.OTHER_MALE, folder, what)
+            for what, text in (("persona", vs.PERSONA_TEXT), ("reference", vs.REFERENCE_TEXT))}
+
+
+def test_persona_frames_bring_a_same_gender_voice_closer(speech, other_male, encoder):
+    """Man to another man, where averages alone barely help: matching persona frames adds a clear step.
+    Measured (cosine to the persona): 0.84 before, 0.89 averages only, 0.94 with frame matching."""
+    profile = VoiceProfile.fit(other_male["persona"])
+    operator = speech["male_operator"]
+    persona_ref = embed(encoder, other_male["reference"])
+    averages_only = cosine(embed(encoder, WorldVoiceConverter(profile, knn=False).convert_whole(operator)),
+                           persona_ref)
+    matched = cosine(embed(encoder, WorldVoiceConverter(profile).convert_whole(operator)), persona_ref)
+    assert matched >= averages_only + 0.025, (averages_only, matched)
+    assert matched >= cosine(embed(encoder, operator), persona_ref) + 0.06
+
+
+def test_profile_from_a_noisy_phone_recording(speech, female_profile, encoder):
+    """A voicemail-quality persona sample (room noise, 2 s of it either side, telephone band): the
+    missing top end is detected and not learned, so the result stays near what a clean sample gives.
+    Measured: 0.87 against 0.92 from the clean sample; learning the empty top end gave 0.76."""
+    phone = VoiceProfile.fit(vs.phone_recording(speech["female_persona"]))
+    assert 3300 < phone.band_top_hz < 4500
+    assert abs(phone.log_f0_mean - female_profile.log_f0_mean) < 0.03
+    operator = speech["male_operator"]
+    persona_ref = embed(encoder, speech["female_reference"])
+    from_phone = cosine(embed(encoder, WorldVoiceConverter(phone).convert_whole(operator)), persona_ref)
+    from_clean = cosine(embed(encoder, WorldVoiceConverter(female_profile).convert_whole(operator)), persona_ref)
+    assert from_phone > from_clean - 0.08, (from_phone, from_clean)
 
 
 def test_warm_up_puts_pitch_on_the_persona(speech, female_profile):
@@ -238,13 +288,101 @@ def test_silence_stays_silent(speech, female_profile):
     conv = WorldVoiceConverter(female_profile)
     assert rms(conv.process(np.zeros(RATE, dtype=np.float32))) < 1e-5
     conv.reset()
-    hiss = (np.random.default_rng(0).standard_normal(2 * RATE) * 0.001).astype(np.float32)  # -60 dBFS
-    out = conv.process(hiss)[RATE // 10:]
-    assert rms(out) < 0.002  # not made louder
-    assert periodicity(out) < 0.3  # not turned into buzz (hiss measures 0.2, speech 0.8)
-    conv.reset()
     after_speech = conv.process(np.concatenate([speech["male_operator"][: 2 * RATE], np.zeros(RATE, np.float32)]))
     assert rms(after_speech[-RATE // 2:]) < 1e-4  # the voice stops when the operator stops
+
+
+# the gate: silence in, silence out; onsets whole
+
+
+def room_noise(kind: str, n: int, level_db: float, seed: int = 0) -> np.ndarray:
+    """`n` samples of steady room noise at `level_db` dBFS RMS: white hiss, pink (fan-like) noise or hum."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n)
+    if kind == "pink":
+        spec = np.fft.rfft(x)
+        spec[1:] /= np.sqrt(np.arange(1, len(spec)))
+        x = np.fft.irfft(spec, n)
+    elif kind == "hum":
+        t = np.arange(n) / RATE
+        x = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)) + 0.05 * x
+    return (x * 10 ** (level_db / 20) / rms(x)).astype(np.float32)
+
+
+def db(x: np.ndarray) -> float:
+    return 20 * math.log10(rms(x) + 1e-12)
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "hum"])
+def test_room_noise_in_gives_silence_out(female_profile, kind):
+    """-50 dBFS room noise, streamed from the first sample: the output stays 40 dB below it throughout.
+    Measured: digital silence for all three; without the gate the noise comes out at -50 to -55 dBFS."""
+    noise = room_noise(kind, 3 * RATE, -50.0)
+    out = feed_in_chunks(WorldVoiceConverter(female_profile), noise, sizes=(160, 320, 480))
+    assert db(out) < db(noise) - 40, db(out)
+    ungated = WorldVoiceConverter(female_profile, gate=False).process(noise)
+    assert db(ungated) > db(noise) - 15  # what the gate is for: the vocoder alone re-synthesises noise
+
+
+def test_pauses_in_a_noisy_room_are_silent_and_speech_is_whole(speech, female_profile):
+    """Speech with -50 dBFS fan noise under it and a 1 s pause in the middle: the pause comes out 40 dB
+    below the noise, while the speech keeps its level (within 1 dB of converting it without noise)."""
+    words = speech["male_operator"][: 3 * RATE]
+    clean = np.concatenate([words, np.zeros(RATE, np.float32), words])
+    noisy = clean + room_noise("pink", len(clean), -50.0, seed=1)
+    out = WorldVoiceConverter(female_profile).convert_whole(noisy)
+    reference = WorldVoiceConverter(female_profile, gate=False).convert_whole(clean)
+    pause = slice(3 * RATE + RATE // 4, 4 * RATE - RATE // 10)  # after the hangover, before the lookahead
+    assert db(out[pause]) < -90, db(out[pause])
+    talk = slice(0, 3 * RATE)
+    assert abs(db(out[talk]) - db(reference[talk])) < 1.0
+
+
+@pytest.mark.parametrize("text", ["Happy birthday", "Hello there", "Anna said", "Please sit"])
+def test_onset_after_silence_keeps_its_first_20ms(tmp_path_factory, female_profile, text):
+    """A word after 1 s of quiet room (-60 dBFS): allowing for the reported delay, the output rises
+    within 20 ms of the input and its first 20 ms keep their energy (within 6 dB). Measured: within 2 ms,
+    -3 to 0 dB; a gate that waits to confirm speech (no lookahead, no grace) is 30-65 ms late, -12 dB."""
+    word = vs.speak(text, vs.MALE, tmp_path_factory.mktemp("onset"), text.replace(" ", "_"))
+    x = np.concatenate([np.zeros(RATE, np.float32), word])
+    x = x + room_noise("white", len(x), -60.0)
+    conv = WorldVoiceConverter(female_profile)
+    d = conv.delay_samples
+    y = conv.process(np.concatenate([x, np.zeros(d, np.float32)]))[d:]
+    ms = RATE // 1000
+
+    def envelope(s):
+        n = len(s) // ms
+        return 10 * np.log10(np.mean(s[:n * ms].reshape(n, ms).astype(np.float64) ** 2, axis=1) + 1e-20)
+
+    ex, ey = envelope(x), envelope(y)
+    level = ex.max() - 30  # the same level on both sides: the converter keeps each frame's power
+    onset_in = int(np.argmax(ex > level))
+    onset_out = int(np.argmax(ey > level))
+    assert onset_out - onset_in <= 20, (onset_in, onset_out)
+    first = slice(onset_in * ms, (onset_in + 20) * ms)
+    assert db(y[first]) > db(x[first]) - 6, (db(y[first]), db(x[first]))
+
+
+def test_breath_is_not_turned_into_voice(female_profile):
+    """Breath-like noise bursts (300-3000 Hz, 0.5 s) after a quiet room: none comes out with a pitch; a
+    quiet one is cut to silence, a loud one (whose start 20 ms of lookahead cannot tell from an /h/)
+    comes out at least 6 dB quieter. Measured: -61, -14 and -8 dB; ungated about -0.5 dB."""
+    from scipy import signal
+
+    rng = np.random.default_rng(3)
+    band = signal.butter(2, [300, 3000], "bandpass", fs=RATE, output="sos")
+    for level, attack, wanted in ((-45, 0.05, 30), (-30, 0.15, 6), (-30, 0.05, 6)):
+        t = np.arange(RATE // 2) / RATE
+        burst = signal.sosfilt(band, rng.standard_normal(len(t))) * np.minimum(1, np.minimum(t / attack,
+                                                                                             (0.5 - t) / 0.2))
+        burst *= 10 ** (level / 20) / rms(burst)
+        x = np.concatenate([np.zeros(RATE), burst, np.zeros(RATE // 2)])
+        x = (x + room_noise("white", len(x), -60.0, seed=-level)).astype(np.float32)
+        y = WorldVoiceConverter(female_profile).convert_whole(x)
+        where = slice(RATE, RATE + len(burst))
+        assert db(y[where]) < db(x[where]) - wanted, (level, attack, db(y[where]) - db(x[where]))
+        assert not np.any(track_pitch(y, np.arange(0, len(y), 80)) > 0)
 
 
 # any I/O rate

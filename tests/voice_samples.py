@@ -1,7 +1,8 @@
 """Test speech made with espeak-ng: distinct voices saying known sentences, at 16 kHz.
 
 No package ships recorded speech we may use, so tests synthesise it. espeak's `en+m3` and `en+f3` are
-different enough for a speaker encoder (resemblyzer cosine about 0.55-0.61 between them, 0.92 within one).
+different enough for a speaker encoder (resemblyzer cosine about 0.55-0.61 between them, 0.92 within one);
+`en+m7` is another man, nearer `en+m3` (about 0.84): the harder, same-gender case.
 The sentence sets are disjoint so a persona is never judged on the words it was learned from.
 """
 
@@ -17,6 +18,7 @@ from engine.audio_io import read_audio
 
 MALE = "en+m3"
 FEMALE = "en+f3"
+OTHER_MALE = "en+m7"  # a second male voice, for same-gender conversion (resemblyzer about 0.84 to en+m3)
 RATE = 16000
 
 # Three disjoint sets: what the persona profile is learned from, what the operator says (converted),
@@ -50,3 +52,22 @@ def speak(text: str, voice: str, folder: Path, name: str, speed: int = 160) -> n
                        check=True, capture_output=True, timeout=60)
     samples, _ = read_audio(path, RATE)
     return samples
+
+
+def phone_recording(samples: np.ndarray, noise_db: float = -45.0, seed: int = 0) -> np.ndarray:
+    """What a voicemail makes of a 16 kHz voice: pink room noise at `noise_db` dBFS, 2 s of it either
+    side, then a 300-3400 Hz telephone band through an 8 kHz channel, back at 16 kHz."""
+    from scipy import signal
+
+    from engine.audio_io import resample
+
+    rng = np.random.default_rng(seed)
+    pad = np.zeros(2 * RATE, np.float32)
+    x = np.concatenate([pad, np.asarray(samples, np.float32), pad]).astype(np.float64)
+    spec = np.fft.rfft(rng.standard_normal(len(x)))
+    spec[1:] /= np.sqrt(np.arange(1, len(spec)))
+    noise = np.fft.irfft(spec, len(x))
+    x += noise * 10 ** (noise_db / 20) / np.sqrt(np.mean(noise ** 2))
+    band = signal.butter(4, [300, 3400], "bandpass", fs=RATE, output="sos")
+    narrow = resample(signal.sosfilt(band, x).astype(np.float32), RATE, 8000)
+    return resample(narrow, 8000, RATE)

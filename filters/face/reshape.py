@@ -34,6 +34,14 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return a, md - ms @ a.T
 
 
+def inverse2(a: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x2 matrix, written out: np.linalg.inv costs tens of microseconds of call overhead,
+    and far more when its BLAS threads contend with the rest of the pipeline for the cores."""
+    (p, q), (r, s) = a
+    det = p * s - q * r
+    return np.array([[s, -q], [-r, p]]) / det
+
+
 def ring(points: np.ndarray, outline: np.ndarray, scale: float = RING_SCALE) -> np.ndarray:
     """Anchor points: the face outline pushed out from its centre by `scale`."""
     pts = points[outline]
@@ -59,17 +67,21 @@ class ShapeTransfer:
         """Forget the operator's neutral shape (a new operator, or the face was lost for long)."""
         self._neutral = None
 
-    def target(self, operator: np.ndarray) -> np.ndarray:
-        """Target points (same layout as `operator`) for the persona's face in this frame."""
+    def target(self, operator: np.ndarray, strength: float | None = None, learn: bool = True) -> np.ndarray:
+        """Target points (same layout as `operator`) for the persona's face in this frame.
+
+        `strength` overrides the instance's for this frame (a turned head takes less); with `learn` False
+        the frame does not update the neutral shape (a turned head's 2-D shape is not its resting shape).
+        """
         op = np.asarray(operator, np.float64)
         a, t = similarity(op, self._persona)
         canon = op @ a.T + t  # the operator's shape in the persona photo's frame
         if self._neutral is None:
             self._neutral = canon.copy()
-        else:
+        elif learn:
             self._neutral += self._rate * (canon - self._neutral)
-        offset = (self._persona - self._neutral) @ np.linalg.inv(a).T  # back into the operator's frame
-        return (op + self.strength * offset).astype(np.float32)
+        offset = (self._persona - self._neutral) @ inverse2(a).T  # back into the operator's frame
+        return (op + (self.strength if strength is None else strength) * offset).astype(np.float32)
 
     def liquify_points(self, operator: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(src, dst) control points that move the operator's head outline from `operator` to `target`."""

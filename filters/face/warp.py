@@ -89,6 +89,7 @@ def warp_dense(
     triangles: np.ndarray,
     dst_shape: tuple[int, int],
     step: int = 2,
+    pin_border: bool = False,
 ) -> np.ndarray:
     """Warp the whole of `src_image` into an image of `dst_shape` (h, w) whose mesh covers every pixel.
 
@@ -96,7 +97,8 @@ def warp_dense(
     whole photo moves. The per-pixel source coordinates are computed exactly on a grid every `step` pixels
     and interpolated in between: a piecewise-affine map is continuous, so linear interpolation of it is off
     by a fraction of a pixel only along triangle edges, for a quarter of the per-pixel work at step 2.
-    Pixels no triangle covers sample the source at the same place (identity).
+    Pixels no triangle covers sample the source at the same place (identity); with `pin_border` so do the
+    frame's outermost rows and columns, exactly (for a mesh whose border anchors do not move).
     """
     h, w = dst_shape
     gh, gw = -(-h // step), -(-w // step)
@@ -123,4 +125,9 @@ def warp_dense(
         map_y = cv2.resize(map_y, size, interpolation=cv2.INTER_LINEAR)[step : step + h, step : step + w]
     else:
         map_x, map_y = map_x[1 : 1 + h, 1 : 1 + w], map_y[1 : 1 + h, 1 : 1 + w]
+    if pin_border:
+        map_x, map_y = np.ascontiguousarray(map_x), np.ascontiguousarray(map_y)
+        xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
+        map_x[[0, -1], :], map_y[[0, -1], :] = xs, np.float32([[0], [h - 1]])
+        map_x[:, [0, -1]], map_y[:, [0, -1]] = np.float32([0, w - 1]), ys[:, None]
     return cv2.remap(src_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -5,15 +5,19 @@ persona-coloured noise, and a hum can pick up a pitch. The gate decides per 5 ms
 converter measures anyway:
 
 * level (above 100 Hz, where rumble lives and speech does not) against a tracked noise floor: the floor
-  follows the median level of frames that are not speech, so a steady fan, hiss or hum of any level
-  becomes "floor" within a second or two, and its level fluctuations stay below the threshold;
+  tracks the level of frames that are not speech (near their 40th percentile, at 10-15 dB/s), so a
+  steady fan, hiss or hum of any level becomes "floor" within seconds, its fluctuations below threshold;
 * periodicity: a run of YIN-voiced frames well above the floor is speech; aperiodic energy counts
   only when it is loud and high-frequency like a sibilant (s, sh, ch): breath and room noise are not;
 * hangover after speech, so word endings and quiet consonants between voiced stretches pass;
 * onsets: the converter already sees `lookahead` into the future, so a sharp rise in level there
-  opens the gate *before* the onset reaches the output, and the first 40 ms after such a rise pass
-  unconfirmed (a plosive burst, an /h/ or /f/ before the vowel). Noise flickers do not rise sharply
-  enough (measured: at most 6 dB against the preceding 50 ms, 9 dB is needed).
+  opens the gate *before* the onset reaches the output. What follows a rise passes unconfirmed for
+  40 ms, then at -12 dB up to 150 ms: an /h/ or /f/ before its vowel is kept, a breath (no vowel comes)
+  is cut. Noise flickers do not rise sharply enough (measured: at most 6 dB against the preceding
+  50 ms; 9 dB is needed), nor does a breath that swells slowly.
+
+With 20 ms of lookahead a breath's start cannot be told from an /h/: a loud, sharp breath comes out
+8-15 dB quieter (its first 40 ms whole), a gradual or quiet one 60 dB quieter; neither gets a pitch.
 
 The output is a gain per frame in dB, applied to the synthesised envelope: opening is immediate (the
 synthesiser interpolates over one 5 ms frame), closing ramps down over 60 ms so endings do not click.
@@ -39,10 +43,14 @@ SIBILANT_SHARE = 0.6  # ... and with this share of its power above SIBILANT_HZ
 SIBILANT_HZ = 2500.0
 ABSOLUTE_DB = -60.0  # nothing quieter than this is speech, whatever the floor
 VOICED_RUN = 3  # voiced frames in a row (15 ms) before voicing counts: lone YIN hits in noise do not
-RISE_DB = 9.0  # an onset: this far above the mean level of the preceding ...
-RISE_FRAMES = 10  # ... 50 ms
+SIBILANT_RUN = 4  # sibilant frames in a row (20 ms): an /s/ lasts 80-150 ms, a noise's odd frame does not
+RISE_DB = 9.0  # an onset: a frame starting a run of candidates this far above the mean level of the
+RISE_FRAMES = 10  # preceding 50 ms ...
+RISE_WITHIN_DB = 12.0  # ... or, inside a run (the vowel after an /h/ or /f/), this far
 HANGOVER_S = 0.15
-PROVISIONAL_S = 0.04  # after an onset, unconfirmed sound passes for this long
+PROVISIONAL_S = 0.04  # after an onset, unconfirmed sound passes whole for this long ...
+TENTATIVE_S = 0.15  # ... and then at TENTATIVE_DB up to this long: an /f/ or /h/ before its vowel is
+TENTATIVE_DB = -12.0  # kept, a breath (which no vowel follows) is cut after it
 CLOSED_DB = -60.0  # gain when closed
 RELEASE_S = 0.06  # ramp from open to closed
 QUIET_DB = -100.0  # levels are clipped here (digital silence would make every rise infinite)
@@ -56,6 +64,8 @@ class _State:
     hang: int = 0  # frames of hangover left
     since_onset: int = 1 << 30  # frames since the last onset
     voiced_run: int = 0
+    sibilant_run: int = 0
+    candidate: bool = False  # the previous frame's
     gain_db: float = CLOSED_DB
 
 
@@ -68,6 +78,7 @@ class VoiceGate:
         frames_per_s = rate / frame
         self.hang_frames = int(round(HANGOVER_S * frames_per_s))
         self.provisional_frames = int(round(PROVISIONAL_S * frames_per_s))
+        self.tentative_frames = int(round(TENTATIVE_S * frames_per_s))
         self.release_db = -CLOSED_DB / max(RELEASE_S * frames_per_s, 1.0)
         self.floor_up = FLOOR_UP_DB_S / frames_per_s
         self.floor_down = FLOOR_DOWN_DB_S / frames_per_s
@@ -129,8 +140,10 @@ class VoiceGate:
         before = np.convolve(levels, np.ones(RISE_FRAMES) / RISE_FRAMES, mode="valid")[:-1]
         rise = levels[RISE_FRAMES:] - before  # per frame of now + ahead
         s = self._state
-        # Onsets are judged against the floor as it stands: frames ahead are not analysed yet.
-        onset = (rise > RISE_DB) & (levels[RISE_FRAMES:] > max(s.floor_db + OPEN_DB, ABSOLUTE_DB))
+        # Frames ahead are not analysed yet: they are judged against the floor as it stands.
+        candidate = levels[RISE_FRAMES:] > max(s.floor_db + OPEN_DB, ABSOLUTE_DB)
+        started = candidate & ~np.concatenate([[s.candidate], candidate[:-1]])
+        onset = candidate & (rise > np.where(started, RISE_DB, RISE_WITHIN_DB))
         lead = len(level_ahead)
         out = np.empty(len(level_now))
         confirmed = np.zeros(len(level_now), bool)
@@ -139,23 +152,25 @@ class VoiceGate:
             if k == n_final:
                 kept, s = s, replace(s)
             level = level_now[k]
-            candidate = level > max(s.floor_db + OPEN_DB, ABSOLUTE_DB)
+            s.candidate = level > max(s.floor_db + OPEN_DB, ABSOLUTE_DB)
             s.voiced_run = s.voiced_run + 1 if voiced[k] else 0
+            sibilant = level > s.floor_db + SIBILANT_DB and high_share[k] > SIBILANT_SHARE
+            s.sibilant_run = s.sibilant_run + 1 if sibilant else 0
             s.since_onset = 0 if onset[k] else s.since_onset + 1
-            speech = candidate and (s.voiced_run >= VOICED_RUN or (
-                level > s.floor_db + SIBILANT_DB and high_share[k] > SIBILANT_SHARE))
+            speech = s.candidate and (s.voiced_run >= VOICED_RUN or s.sibilant_run >= SIBILANT_RUN)
             confirmed[k] = speech
             if speech:
                 s.hang = self.hang_frames
             is_open = (speech or s.hang > 0 or bool(onset[k + 1:k + 1 + lead].any())
-                       or (candidate and s.since_onset < self.provisional_frames))
+                       or (s.candidate and s.since_onset < self.provisional_frames))
+            tentative = s.candidate and s.since_onset < self.tentative_frames
             if not speech:
                 if s.hang > 0:
                     s.hang -= 1
                 else:  # the floor learns only from what is not speech
                     step = self.floor_up if level > s.floor_db else -self.floor_down
                     s.floor_db = min(max(s.floor_db + step, FLOOR_MIN_DB), FLOOR_MAX_DB)
-            target = 0.0 if is_open else CLOSED_DB
+            target = 0.0 if is_open else TENTATIVE_DB if tentative else CLOSED_DB
             s.gain_db = target if target >= s.gain_db else max(target, s.gain_db - self.release_db)
             out[k] = s.gain_db
         self._state = kept if n_final < len(level_now) else s

@@ -10,6 +10,10 @@ similarity). The delay is constant: hop buffering plus lookahead, minus one samp
 Mapping, per frame: operator log-F0 -> persona mean and spread (operator statistics estimated online);
 envelope frequency-warped by a vocal-tract factor, equalised toward the persona's average envelope and
 kept at the frame's original power, so the operator's loudness and dynamics pass through.
+
+A voice-activity gate (`gate.py`) scales each frame: room noise and breath come out as silence, and
+because the gate sees the same lookahead as the analysis, it opens before an onset reaches the output.
+A hop the gate judges idle skips analysis and synthesis altogether, so pauses cost almost nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,18 @@ import numpy as np
 
 from engine.errors import MediaError, PersonaError
 from filters.voice.gate import VoiceGate
-from filters.voice.profile import ANALYSIS_REACH, FFT_SIZE, FRAME, RATE, VoiceProfile, VoiceStats, analyse, measure
+from filters.voice.profile import (
+    ANALYSIS_REACH,
+    FFT_SIZE,
+    FRAME,
+    RATE,
+    VoiceProfile,
+    VoiceStats,
+    analyse,
+    cepstral_maps,
+    hold_above,
+    measure,
+)
 
 BINS = FFT_SIZE // 2 + 1
 UNVOICED_PULSE_HZ = 500.0  # WORLD drives noise with pulses at this rate where there is no pitch
@@ -35,6 +50,8 @@ WARP_TRUST = 1.2  # the envelope-based warp may differ from the F0-based one by 
 WARP_EVERY_HOPS = 25
 EQ_LIMIT = math.log(10 ** 1.2)  # +-12 dB in natural-log power
 EQ_SMOOTH_BINS = 16  # Hann half-width: about 250 Hz, keeps the EQ from copying single harmonics
+KNN_K = 4  # persona frames averaged per converted frame
+KNN_BLEND = 0.8  # how far a converted frame's shape moves to its neighbours' mean (1: replaced)
 
 
 def as_mono_float(samples: np.ndarray) -> np.ndarray:
@@ -65,10 +82,11 @@ def smooth_bins(values: np.ndarray, half_width: int) -> np.ndarray:
     return np.convolve(np.pad(values, half_width, mode="edge"), kernel, mode="valid")
 
 
-def estimate_warp(operator_env: np.ndarray, persona_env: np.ndarray) -> float:
-    """Warp factor that best lines up the two average envelopes' shapes (100 Hz-6 kHz), tilt ignored."""
+def estimate_warp(operator_env: np.ndarray, persona_env: np.ndarray, top_hz: float = 6000.0) -> float:
+    """Warp factor that best lines up the two average envelopes' shapes (100 Hz-6 kHz, or up to the
+    persona sample's band edge), tilt ignored."""
     freqs = np.arange(BINS) * RATE / FFT_SIZE
-    band = (freqs > 100) & (freqs < 6000)
+    band = (freqs > 100) & (freqs < min(top_hz, 6000.0))
     scores = []
     for alpha in WARP_SEARCH:
         residual = persona_env - warp_envelope(operator_env, alpha)
@@ -210,10 +228,11 @@ class WorldVoiceConverter:
     """Operator voice in, persona voice out, at 16 kHz, any chunk sizes, constant delay."""
 
     def __init__(self, profile: VoiceProfile, *, hop_ms: float = 20, lookahead_ms: float = 20,
-                 crossfade_ms: float = 10, seed: int = 0, gate: bool = True) -> None:
+                 crossfade_ms: float = 10, seed: int = 0, gate: bool = True, knn: bool = True) -> None:
         """`crossfade_ms` is accepted for configurations written for a crossfading converter; this one has
         no chunk seams to fade (see the module note), so it changes nothing and adds no latency.
-        `gate=False` re-synthesises everything, room noise included (for comparison)."""
+        `gate=False` re-synthesises everything, room noise included; `knn=False` leaves out the matching
+        of persona frames (both for comparison)."""
         hop = int(round(hop_ms * RATE / 1000))
         if hop <= 0 or hop % FRAME or hop > 8 * FRAME:
             raise ValueError(f"hop_ms must be a multiple of {1000 * FRAME // RATE} ms up to 40 ms, not {hop_ms}")
@@ -234,6 +253,17 @@ class WorldVoiceConverter:
         self.gate = VoiceGate(FRAME, RATE) if gate else None
         self.operator = OperatorStats()
         self._target_env = profile.envelope.astype(np.float64)
+        # What the persona sample does not cover (a phone recording's top end) is left as converted:
+        # EQ and frame matching fade out over the last 500 Hz below its band edge.
+        self._band_top = float(profile.band_top_hz)
+        freqs = np.arange(BINS) * RATE / FFT_SIZE
+        fade = np.clip((self._band_top - freqs) / 500.0, 0.0, 1.0)
+        self._in_band = 0.5 - 0.5 * np.cos(np.pi * fade)
+        self._to_cep, self._from_cep = cepstral_maps()
+        self._frames = profile.frames.astype(np.float64) if knn and len(profile.frames) >= KNN_K else None
+        if self._frames is not None:
+            self._frame_norms = np.sum(self._frames ** 2, axis=1)
+            self._persona_cep = self._to_cep @ hold_above(self._target_env, self._band_top)
         self.reset()
 
     @property
@@ -265,7 +295,7 @@ class WorldVoiceConverter:
             raise MediaError("the operator warm-up recording has too little speech: record a few sentences "
                              "in a quiet room") from exc
         self.operator.assume(stats)
-        self._alpha_env = estimate_warp(stats.envelope, self._target_env)
+        self._alpha_env = estimate_warp(stats.envelope, self._target_env, self._band_top)
         self._update_mapping()
 
     def process(self, samples: np.ndarray) -> np.ndarray:
@@ -313,7 +343,7 @@ class WorldVoiceConverter:
         env = op.envelope
         if env is not None and op.env_w > _frames(2.0):
             if self._alpha_env is None or self._hops >= self._warp_due:
-                self._alpha_env = estimate_warp(env, self._target_env)
+                self._alpha_env = estimate_warp(env, self._target_env, self._band_top)
                 self._warp_due = self._hops + WARP_EVERY_HOPS
         if self._alpha_env is not None:
             trust = op.env_w / (op.env_w + _frames(2.0))
@@ -325,8 +355,12 @@ class WorldVoiceConverter:
         else:
             confidence = op.env_w / (op.env_w + _frames(PRIOR_SECONDS))
             eq = smooth_bins(self._target_env - warp_envelope(env, alpha), EQ_SMOOTH_BINS)
-            self._eq = confidence * np.clip(eq, -EQ_LIMIT, EQ_LIMIT)
+            self._eq = confidence * np.clip(eq, -EQ_LIMIT, EQ_LIMIT) * self._in_band
         self._f0_ratio = min(max(p.log_f0_std / op.std, 0.5), 2.0)
+        # Converted frames are normalised by their own average (what the operator's average becomes),
+        # as the persona frames were by theirs; before any speech, assume the persona's.
+        mean_env = self._target_env if env is None else warp_envelope(env, alpha) + self._eq
+        self._query_mean = self._to_cep @ hold_above(mean_env, self._band_top)
 
     def _convert_hop(self, window: np.ndarray) -> np.ndarray:
         self._hops += 1
@@ -358,6 +392,21 @@ class WorldVoiceConverter:
         new_f0[voiced] = np.exp(p.log_f0_mean + (np.log(f0[voiced]) - self.operator.mean) * self._f0_ratio)
         new_f0 = np.clip(new_f0, 0.0, 600.0)
         new_sp = warp_envelope(log_sp, self._alpha) + self._eq
+        if self._frames is not None and voiced.any():
+            new_sp[voiced] += self._match_frames(new_sp[voiced])
         # Keep each frame's power: the operator's loudness and dynamics pass through unchanged.
         power = np.log(sp.sum(axis=1)) - np.log(np.exp(new_sp).sum(axis=1))
         return self._synth.render(new_f0, new_sp + (power + gain)[:, None], ap)
+
+    def _match_frames(self, log_env: np.ndarray) -> np.ndarray:
+        """Per frame, the change of log envelope that moves it KNN_BLEND of the way to the mean of its
+        KNN_K nearest persona frames. Neighbours are found between speaker-normalised shapes (each side
+        minus its own average, so the search is not thrown by the average difference the warp and EQ
+        leave); the target is the persona frames as they were, on the persona's own average. Level (c0)
+        is left alone: the caller restores each frame's power."""
+        cep = hold_above(log_env, self._band_top) @ self._to_cep.T
+        query = cep - self._query_mean
+        distance = self._frame_norms[None, :] - 2.0 * query @ self._frames.T  # + |query|^2, same per row
+        nearest = np.argpartition(distance, KNN_K - 1, axis=1)[:, :KNN_K]
+        target = self._frames[nearest].mean(axis=1) + self._persona_cep
+        return KNN_BLEND * ((target - cep) @ self._from_cep.T) * self._in_band

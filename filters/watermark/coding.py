@@ -43,7 +43,7 @@ _SIGN_T = _SIGN.reshape(2 * _STATES, len(_GENERATORS)).T  # (2, 2S): soft pair -
 
 def crc_salt(key: bytes) -> int:
     """Start value for the payload CRC, derived from the key so foreign marks never check out."""
-    return int.from_bytes(zlib.crc32(b"evercall-crc-salt:" + key).to_bytes(4, "big"), "big")
+    return zlib.crc32(b"evercall-crc-salt:" + key)
 
 
 def info_bits(payload: bytes, salt: int) -> np.ndarray:

@@ -23,7 +23,7 @@ GRID_W = 40
 GRID_H = 30
 HIGHPASS_SIGMA = 1.5  # in cells; removes the slowly varying part of the image the mark does not need
 SUB = 4  # fine-grid cells per canonical cell, per axis
-STEP = 5.0  # quantiser step (luma levels, in cell-statistic units): sets strength and PSNR
+STEP = 4.0  # quantiser step (luma levels, in cell-statistic units): sets strength and PSNR
 
 
 

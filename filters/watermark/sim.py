@@ -139,6 +139,8 @@ def write_video(path: str, frames: Iterable[np.ndarray], codec: str = "libvpx", 
         if codec == "libvpx":
             stream.codec_context.gop_size = template.gop_size
             stream.codec_context.qmin, stream.codec_context.qmax = template.qmin, template.qmax
+        else:
+            stream.codec_context.profile = "Baseline"
         for image in [first, *frames]:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
         container.mux(stream.encode(None))
