@@ -1,7 +1,8 @@
 """Latency, identity and stability of the embedded face modes (swap, portrait) on 640x480 frames (CPU).
 
-The operator is scikit-image's astronaut with slight head motion; the persona is matplotlib's Grace
-Hopper photo. Identity is judged by dlib's descriptor (tests/identity.py), which the pipeline never uses.
+The operator is scikit-image's astronaut with slight head motion; the persona is the built-in demo
+persona, a composite face of no real person (engine/demo.py), so no real person's likeness is shown as a
+persona in what this writes. Identity is judged by dlib's descriptor (tests/identity.py), which the pipeline never uses.
 Jitter is the RMS frame-to-frame motion of the landmarks an independent still mesher finds, on a still
 head with sensor noise, for the input and for each mode's output (tests/test_face_stability.py explains
 why frame to frame). Prints one JSON object: the swap mode's figures at the top level (as before, for
@@ -28,14 +29,13 @@ JITTER_FRAMES = 20
 JITTER_SKIP = 4  # the first frames settle (the tracker's first frame comes from its detector)
 JITTER_NOISE = 6.0  # grey levels of sensor noise on the still head
 MODES = ("swap", "portrait")
-DEFAULT_SHEET = Path("benchmarks") / "results" / "contact_sheet.png"
+DEFAULT_SHEET = Path("benchmarks") / "results" / "contact_sheet.jpg"
 
 
 def persona_photo() -> np.ndarray:
-    import matplotlib
+    from engine.demo import demo_assets
 
-    path = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data/sample_data/grace_hopper.jpg")
-    return cv2.imread(path)
+    return cv2.imread(str(demo_assets().persona_dir / "photo.png"))
 
 
 def operator_base() -> np.ndarray:

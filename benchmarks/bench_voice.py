@@ -1,4 +1,6 @@
-"""Voice conversion benchmark: latency, speed on one core, and how much the result sounds like the persona.
+"""Voice conversion benchmark: latency, speed on one core, how much the result sounds like the persona
+(cross- and same-gender, persona frame matching on and off), and what the gate does to room noise,
+breath and word onsets.
 
 Run: `python -m benchmarks.bench_voice [out.json]`. Needs espeak-ng (test speech) and resemblyzer (judge).
 Similarity is resemblyzer's cosine to the target speaker, judged on sentences the profile never saw.
@@ -54,10 +56,113 @@ def one_core():
                 os.sched_setaffinity(0, before)
 
 
+VOICES = {"male": vs.MALE, "female": vs.FEMALE, "male2": vs.OTHER_MALE, "female2": "en+f4", "male_us": "en-us+m2"}
+# (operator, persona): the two cross-gender directions, then same-gender pairs, where averages alone do little.
+PAIRS = (("male", "female"), ("female", "male"), ("male", "male2"), ("female", "female2"), ("male", "male_us"))
+ONSET_WORDS = ("Happy birthday", "Hello there", "Anna said", "Please sit", "Sunday morning", "Tell me")
+
+
 def _speech(folder: Path) -> dict[str, np.ndarray]:
     texts = {"persona": vs.PERSONA_TEXT, "operator": vs.OPERATOR_TEXT, "reference": vs.REFERENCE_TEXT}
     return {f"{who}_{what}": vs.speak(text, voice, folder, f"{who}_{what}")
-            for who, voice in (("male", vs.MALE), ("female", vs.FEMALE)) for what, text in texts.items()}
+            for who, voice in VOICES.items() for what, text in texts.items()}
+
+
+def _db(x: np.ndarray) -> float:
+    return round(10 * float(np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20)), 1)
+
+
+def _room_noise(kind: str, n: int, level_db: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n)
+    if kind == "pink":
+        spec = np.fft.rfft(x)
+        spec[1:] /= np.sqrt(np.arange(1, len(spec)))
+        x = np.fft.irfft(spec, n)
+    elif kind == "hum":
+        t = np.arange(n) / RATE
+        x = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)) + 0.05 * x
+    return (x * 10 ** (level_db / 20) / np.sqrt(np.mean(x ** 2))).astype(np.float32)
+
+
+def _gate_figures(profile: VoiceProfile, speech: dict[str, np.ndarray]) -> dict:
+    """Room noise in, what comes out (dBFS), gate on and off; a pause inside noisy speech; breath."""
+    from scipy import signal
+
+    out: dict = {"room_noise_in_dbfs": -50.0}
+    for kind in ("white", "pink", "hum"):
+        noise = _room_noise(kind, 3 * RATE, -50.0)
+        out[f"{kind}_noise_out_dbfs"] = {
+            "gate_on": _db(WorldVoiceConverter(profile).process(noise)),
+            "gate_off": _db(WorldVoiceConverter(profile, gate=False).process(noise))}
+    words = speech["male_operator"][: 3 * RATE]
+    clean = np.concatenate([words, np.zeros(RATE, np.float32), words])
+    noisy = clean + _room_noise("pink", len(clean), -50.0, seed=1)
+    pause = slice(3 * RATE + RATE // 4, 4 * RATE - RATE // 10)
+    out["pause_in_noisy_speech_dbfs"] = {"in": _db(noisy[pause])}
+    for name, gate in (("gate_on", True), ("gate_off", False)):
+        out["pause_in_noisy_speech_dbfs"][name] = _db(WorldVoiceConverter(profile, gate=gate).convert_whole(noisy)[pause])
+    rng = np.random.default_rng(3)
+    band = signal.butter(2, [300, 3000], "bandpass", fs=RATE, output="sos")
+    breaths = {}
+    for level, attack in ((-45, 0.05), (-30, 0.15), (-30, 0.05)):
+        t = np.arange(RATE // 2) / RATE
+        burst = signal.sosfilt(band, rng.standard_normal(len(t))) * np.minimum(1, np.minimum(t / attack, (0.5 - t) / 0.2))
+        burst *= 10 ** (level / 20) / np.sqrt(np.mean(burst ** 2))
+        x = np.concatenate([np.zeros(RATE), burst, np.zeros(RATE // 2)])
+        x = (x + _room_noise("white", len(x), -60.0, seed=-level)).astype(np.float32)
+        where = slice(RATE, RATE + len(burst))
+        breaths[f"{level}dBFS_attack_{int(attack * 1000)}ms"] = {
+            name: round(_db(WorldVoiceConverter(profile, gate=gate).convert_whole(x)[where]) - _db(x[where]), 1)
+            for name, gate in (("gate_on", True), ("gate_off", False))}
+    out["breath_out_minus_in_db"] = breaths
+    return out
+
+
+def _onset_figures(profile: VoiceProfile, folder: Path) -> dict:
+    """Words after 1 s of quiet room: how late the output rises (ms, after the reported delay) and the
+    energy of its first 20 ms against the input's (dB)."""
+    ms = RATE // 1000
+
+    def envelope(s: np.ndarray) -> np.ndarray:
+        n = len(s) // ms
+        return 10 * np.log10(np.mean(s[:n * ms].reshape(n, ms).astype(np.float64) ** 2, axis=1) + 1e-20)
+
+    figures = {}
+    for text in ONSET_WORDS:
+        word = vs.speak(text, vs.MALE, folder, "onset_" + text.replace(" ", "_"))
+        x = np.concatenate([np.zeros(RATE, np.float32), word])
+        x = x + _room_noise("white", len(x), -60.0)
+        row = {}
+        for name, gate in (("gate_on", True), ("gate_off", False)):
+            conv = WorldVoiceConverter(profile, gate=gate)
+            d = conv.delay_samples
+            y = conv.process(np.concatenate([x, np.zeros(d, np.float32)]))[d:]
+            ex, ey = envelope(x), envelope(y)
+            level = ex.max() - 30
+            onset = int(np.argmax(ex > level))
+            first = slice(onset * ms, (onset + 20) * ms)
+            row[name] = {"late_ms": int(np.argmax(ey > level)) - onset,
+                         "first_20ms_db": round(_db(y[first]) - _db(x[first]), 1)}
+        figures[text] = row
+    return figures
+
+
+def _rvc_pipeline_overhead(x: np.ndarray) -> dict:
+    """The RVC backend's own work (SOLA, resampling, YIN fallback, ONNX calls) on tiny stand-in models:
+    what the pipeline costs around real networks, whose time depends on the GPU."""
+    from filters.voice.rvc import RvcConverter
+    from tests import test_voice_rvc as tiny
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        tiny.make_encoder(folder / "rvc_content_encoder.onnx")
+        tiny.make_decoder(folder / "rvc_decoder.onnx")
+        conv = RvcConverter(models_dir=folder, providers=["CPUExecutionProvider"])
+        times = _chunk_times(conv, x, 320)
+        return {"latency_ms_default": round(conv.latency_s * 1000, 2),
+                "rtf_one_core_tiny_models_yin_pitch": round(float(times.sum()) / (len(x) / RATE), 3),
+                "block_ms": conv.block * 1000 // RATE}
 
 
 def _chunk_times(stream, x: np.ndarray, chunk: int) -> np.ndarray:
@@ -115,10 +220,11 @@ def run() -> dict:
     def cos(a: np.ndarray, b: np.ndarray) -> float:
         return round(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))), 3)
 
+    result: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         speech = _speech(Path(tmp))
-    result: dict = {}
-    profiles = {who: VoiceProfile.fit(speech[f"{who}_persona"]) for who in ("male", "female")}
+        profiles = {who: VoiceProfile.fit(speech[f"{who}_persona"]) for who in VOICES}
+        result["onset_after_quiet_room"] = _onset_figures(profiles["female"], Path(tmp))
 
     conv = WorldVoiceConverter(profiles["female"])
     stream48 = VoiceStream(profiles["female"], 48000)
@@ -132,14 +238,28 @@ def run() -> dict:
 
     operator = speech["male_operator"]
     seconds = len(operator) / RATE
+    # The same speech with pauses (1 s after every 3 s) under -50 dBFS room noise: where the gate pays.
+    pieces = [operator[i:i + 3 * RATE] for i in range(0, len(operator), 3 * RATE)]
+    paused = np.concatenate([np.concatenate([p, np.zeros(RATE, np.float32)]) for p in pieces])
+    paused = paused + _room_noise("pink", len(paused), -50.0, seed=2)
     with one_core():
         conv.reset()
         t16 = _chunk_times(conv, operator, 320)
         x48 = resample(operator, RATE, 48000)
         t48 = _chunk_times(stream48, x48, 480)
+        plain = _chunk_times(WorldVoiceConverter(profiles["female"], gate=False, knn=False), operator, 320)
+        no_knn = _chunk_times(WorldVoiceConverter(profiles["female"], knn=False), operator, 320)
+        pauses_on = _chunk_times(WorldVoiceConverter(profiles["female"]), paused, 320)
+        pauses_off = _chunk_times(WorldVoiceConverter(profiles["female"], gate=False), paused, 320)
+        rvc = _rvc_pipeline_overhead(operator)
+    rtf = lambda t, n=seconds: round(float(t.sum()) / n, 3)  # noqa: E731
     result["speed_one_core"] = {
-        "rtf_converter_16k_20ms_chunks": round(float(t16.sum()) / seconds, 3),
-        "rtf_voicestream_48k_10ms_chunks": round(float(t48.sum()) / seconds, 3),
+        "rtf_converter_16k_20ms_chunks": rtf(t16),
+        "rtf_voicestream_48k_10ms_chunks": rtf(t48),
+        "rtf_converter_16k_without_gate_and_frame_matching": rtf(plain),
+        "rtf_converter_16k_without_frame_matching": rtf(no_knn),
+        "rtf_16k_speech_with_pauses_in_room_noise": {"gate_on": rtf(pauses_on, len(paused) / RATE),
+                                                      "gate_off": rtf(pauses_off, len(paused) / RATE)},
         "chunk_ms_16k_20ms": {"p50": round(1000 * float(np.median(t16)), 2),
                               "p99": round(1000 * float(np.percentile(t16, 99)), 2),
                               "max": round(1000 * float(t16.max()), 2)},
@@ -147,35 +267,55 @@ def run() -> dict:
                               "p99": round(1000 * float(np.percentile(t48, 99)), 2),
                               "max": round(1000 * float(t48.max()), 2)},
     }
+    result["rvc_backend"] = rvc
 
     similarity = {}
-    for source, target in (("male", "female"), ("female", "male")):
+    for source, target in PAIRS:
         x = speech[f"{source}_operator"]
         ref = embed(speech[f"{target}_reference"])
         cold = WorldVoiceConverter(profiles[target])
         converted = cold.convert_whole(x)
+        averages = WorldVoiceConverter(profiles[target], knn=False).convert_whole(x)
         warm = WorldVoiceConverter(profiles[target])
         warm.warm_up(speech[f"{source}_reference"])
-        streamed_conv = WorldVoiceConverter(profiles[target])
-        rng = np.random.default_rng(0)
-        parts, i = [], 0
-        while i < len(x):
-            n = int(rng.choice([160, 320, 480, 1000]))
-            parts.append(streamed_conv.process(x[i:i + n]))
-            i += n
-        parts.append(streamed_conv.process(np.zeros(streamed_conv.delay_samples, np.float32)))
-        streamed = np.concatenate(parts)[streamed_conv.delay_samples:][:len(x)]
-        similarity[f"{source}_to_{target}"] = {
+        first = slice(0, 3 * RATE)
+        row = {
             "before": cos(embed(x), ref),
             "after_streaming_cold_start": cos(embed(converted), ref),
+            "after_without_frame_matching": cos(embed(averages), ref),
             "after_streaming_with_warm_up": cos(embed(warm.convert_whole(x)), ref),
-            "offline_whole_file_world_reference": cos(embed(_offline_reference(profiles[target], x)), ref),
-            "streamed_random_chunks_vs_whole_file": cos(embed(streamed), embed(converted)),
-            "streamed_vs_whole_file_max_abs_diff": float(np.max(np.abs(streamed - converted))),
+            "first_3s_cold": {"frame_matching": cos(embed(converted[first]), ref),
+                              "without": cos(embed(averages[first]), ref)},
             "warp_factor": round(cold.warp, 3),
         }
+        if (source, target) in (("male", "female"), ("female", "male")):
+            streamed_conv = WorldVoiceConverter(profiles[target])
+            rng = np.random.default_rng(0)
+            parts, i = [], 0
+            while i < len(x):
+                n = int(rng.choice([160, 320, 480, 1000]))
+                parts.append(streamed_conv.process(x[i:i + n]))
+                i += n
+            parts.append(streamed_conv.process(np.zeros(streamed_conv.delay_samples, np.float32)))
+            streamed = np.concatenate(parts)[streamed_conv.delay_samples:][:len(x)]
+            row["offline_whole_file_world_reference"] = cos(embed(_offline_reference(profiles[target], x)), ref)
+            row["streamed_random_chunks_vs_whole_file"] = cos(embed(streamed), embed(converted))
+            row["streamed_vs_whole_file_max_abs_diff"] = float(np.max(np.abs(streamed - converted)))
+        similarity[f"{source}_to_{target}"] = row
     result["similarity_to_persona"] = similarity
-    result["judge"] = "resemblyzer cosine; same espeak voice about 0.97, male vs female about 0.66"
+
+    # A voicemail-quality persona sample (room noise, telephone band): what the profile makes of it.
+    phone = VoiceProfile.fit(vs.phone_recording(speech["female_persona"]))
+    x, ref = speech["male_operator"], embed(speech["female_reference"])
+    result["persona_from_phone_recording"] = {
+        "band_top_hz_detected": round(phone.band_top_hz),
+        "male_to_female": {"frame_matching": cos(embed(WorldVoiceConverter(phone).convert_whole(x)), ref),
+                           "without": cos(embed(WorldVoiceConverter(phone, knn=False).convert_whole(x)), ref),
+                           "clean_sample_for_comparison": similarity["male_to_female"]["after_streaming_cold_start"]},
+    }
+    result["gate"] = _gate_figures(profiles["female"], speech)
+    result["judge"] = ("resemblyzer cosine to the persona's reference sentences; same espeak voice about 0.97, "
+                       "male vs female about 0.66, en+m3 vs en+m7 about 0.84")
     return result
 
 

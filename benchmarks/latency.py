@@ -173,6 +173,7 @@ class BarcodeSource(Source):
         self.frames, self.fps = frames, fps
         self.video_t: dict[int, float] = {}  # frame number -> capture time
         self.click_t: list[float] = []  # capture time of each click's onset sample
+        self.camera_skipped = 0  # frames a starved camera thread never produced
         self._background = speechlike_noise(2.0)
         self._burst = click_burst()
 
@@ -188,6 +189,11 @@ class BarcodeSource(Source):
             wait = start + seq / self.fps - time.monotonic()
             if wait > 0:
                 self._stop.wait(wait)
+            elif wait < -1.5 / self.fps:
+                # This thread was starved: a camera does not burst old frames afterwards, it skips them.
+                skip = int(-wait * self.fps)
+                self.camera_skipped += skip
+                seq += skip
             image = self.frames[seq % len(self.frames)].copy()
             draw_barcode(image, seq)
             t = now()
@@ -209,7 +215,9 @@ class BarcodeSource(Source):
             pos = (idx - CLICK_AT) % CLICK_EVERY
             inside = pos < CLICK_LEN
             block[inside] += self._burst[pos[inside]]
-            t_first = now() - BLOCK / RATE  # like MicSource: the capture time of the block's first sample
+            # The sample clock, as a sound card's: block k was captured at start + k blocks, however late this
+            # thread delivers it (stamping on delivery would squeeze a late burst of blocks into one moment).
+            t_first = start + k * BLOCK / RATE
             starts = np.flatnonzero(inside & (pos == 0))
             for s in starts:
                 self.click_t.append(t_first + (s + CLICK_ONSET) / RATE)
@@ -569,6 +577,7 @@ def summarize(name: str, tuned: bool, stats: dict, source: BarcodeSource, arriva
             "frames_captured": captured,
             "frames_received": distinct,
             "illegible_frames": arrivals.illegible,
+            "camera_skipped": source.camera_skipped,  # whole run: frames a starved camera thread skipped
             "camera_fps": round(captured / window, 2),
             "received_fps": round(distinct / window, 2),
             "fps_ratio": round(distinct / captured, 3) if captured else None,

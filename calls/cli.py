@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import EvercallError
+from filters.factory import FACE_MODES
 
 DESCRIPTION = """\
 evercall: a real-time relay that presents a consented persona's face and voice in a video call.
@@ -97,7 +98,9 @@ PERSONA_HELP = ("a persona from the store (`evercall persona list`), or a folder
 
 
 def _add_face_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", default="swap", choices=["swap"], help="face mode (default swap)")
+    parser.add_argument("--mode", default="swap", choices=FACE_MODES,
+                        help="face mode: 'swap' replaces the operator's face with the persona's (default); "
+                             "'portrait' animates the persona's own photo with the operator's head and face")
     parser.add_argument("--backend", default="embedded", choices=["embedded", "inswapper"],
                         help="face backend: 'embedded' needs no downloaded weights (default); 'inswapper' uses "
                              "insightface + inswapper_128 from your models folder (see `evercall models list`)")

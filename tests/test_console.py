@@ -48,6 +48,13 @@ async def test_console_figures_and_controls(demo, demo_persona) -> None:
                 assert np.abs(frame.image.astype(int) - card).mean() < 3, "the far end sees the card"
                 assert (await _next(ws, "figures"))["card"] is True
 
+                await ws.send_json({"action": "card", "on": False})
+                await _next(ws, "result")
+                await ws.send_json({"action": "mode", "mode": "portrait"})
+                result = await _next(ws, "result", timeout=20)
+                assert result["ok"], result
+                assert (await _next(ws, "figures"))["mode"] == "portrait"
+
                 await ws.send_json({"action": "mode", "mode": "no-such-mode"})
                 result = await _next(ws, "result")
                 assert not result["ok"] and "no-such-mode" in result["message"]

@@ -1,0 +1,295 @@
+"""Neural voice conversion, RVC-style, on ONNX models the user brings: same streaming contract as the
+WORLD converter (16 kHz in, as many samples out, constant reported delay), so VoiceStream can wrap it.
+
+Per block (default 120 ms) the converter runs the models on a window of recent input that reaches
+`context_ms` into the past (content encoders need context; the first and last frames of a window are
+the least reliable):
+
+* content: `rvc_content_encoder` (ContentVec/HuBERT-like, 16 kHz audio -> 768-d units, 50 per second),
+  interpolated to the decoder's 100 frames per second;
+* pitch: `rvc_pitch` (RMVPE-like, audio -> Hz per 10 ms) when its file is present, else our own
+  YIN + StoneMask tracker; then mapped onto the persona's log-F0 mean and spread (operator statistics
+  learned online, as in the WORLD converter), or just transposed when there is no profile;
+* synthesis: `rvc_decoder` (RVC v2 generator: units, coarse and fine pitch, speaker id, noise ->
+  audio at its own rate, 32/40/48 kHz, read from the output length), resampled to 16 kHz.
+
+Blocks are joined by SOLA (synchronised overlap-add): each new block is shifted by up to `search_ms`
+to where it best lines up with the tail of the previous one, then crossfaded over `crossfade_ms`. A
+decoder does not carry its waveform's phase from one window to the next, so without the shift the
+crossfade would mix two out-of-phase copies (a dip or a click at every block edge).
+
+Delay: block - 1 sample (buffering) + lookahead + crossfade + search / 2. The SOLA shift moves the
+true alignment by up to +-search/2 (5 ms by default) around that reported figure, as in RVC.
+"""
+
+from __future__ import annotations
+
+import math
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+
+from engine import models
+from engine.errors import MediaError, ModelError, PersonaError
+from filters.voice.profile import RATE, VoiceProfile, measure, track_pitch
+from filters.voice.world_stream import as_mono_float
+
+FRAME_HOP = 160  # decoder frames are 10 ms at 16 kHz
+UNITS = 768
+NOISE_CHANNELS = 192
+NOISE_SCALE = 0.66666  # RVC's scale for the decoder's latent noise
+F0_MEL_MIN = 1127.0 * math.log(1.0 + 50.0 / 700.0)  # RVC's coarse pitch scale: 50-1100 Hz on mel ...
+F0_MEL_MAX = 1127.0 * math.log(1.0 + 1100.0 / 700.0)  # ... into bins 1..255 (1: unvoiced)
+PRIOR_LOG_F0 = math.log(150.0)
+PRIOR_LOG_F0_STD = 0.12
+PRIOR_FRAMES = 100.0  # the prior counts as 1 s of voiced 10 ms frames
+MEMORY_FRAMES = 3000.0  # forgetting: 30 s of voiced frames
+KEYS = ("rvc_content_encoder", "rvc_pitch", "rvc_decoder")
+
+
+def coarse_pitch(f0: np.ndarray) -> np.ndarray:
+    """RVC's pitch bins: mel-scaled F0 mapped to 1..255 (unvoiced frames give 1)."""
+    mel = 1127.0 * np.log1p(np.maximum(f0, 0.0) / 700.0)
+    voiced = mel > 0
+    mel[voiced] = (mel[voiced] - F0_MEL_MIN) * 254.0 / (F0_MEL_MAX - F0_MEL_MIN) + 1.0
+    return np.clip(np.rint(mel), 1, 255).astype(np.int64)
+
+
+def frames_to(values: np.ndarray, count: int) -> np.ndarray:
+    """Resample a (frames, ...) sequence that tiles a window evenly onto `count` frames tiling the same
+    window, linearly between frame centres: the encoder's 20 ms units and a pitch model's frames (which
+    may be one more or fewer than the window holds) land on the decoder's 10 ms grid."""
+    n = len(values)
+    if n == count:
+        return values
+    if n == 1:
+        return np.repeat(values, count, axis=0)
+    pos = np.clip((np.arange(count) + 0.5) * n / count - 0.5, 0.0, n - 1.0)
+    i0 = np.minimum(pos.astype(np.int64), n - 2)
+    w = (pos - i0).reshape((-1,) + (1,) * (values.ndim - 1))
+    return values[i0] * (1 - w) + values[i0 + 1] * w
+
+
+class PitchMap:
+    """Operator log-F0 statistics (online, with a prior and forgetting) mapped onto the persona's."""
+
+    def __init__(self, profile: VoiceProfile | None, transpose: float) -> None:
+        self.profile = profile
+        self.shift = transpose * math.log(2.0) / 12.0
+        self.decay = math.exp(-1.0 / MEMORY_FRAMES)
+        self.reset()
+
+    def reset(self) -> None:
+        self.w = PRIOR_FRAMES
+        self.s1 = PRIOR_FRAMES * PRIOR_LOG_F0
+        self.s2 = PRIOR_FRAMES * (PRIOR_LOG_F0 ** 2 + PRIOR_LOG_F0_STD ** 2)
+
+    @property
+    def mean(self) -> float:
+        return self.s1 / self.w
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(max(self.s2 / self.w - self.mean ** 2, 1e-4))
+
+    def learn(self, f0: np.ndarray) -> None:
+        """Fold in new voiced frames (each once); octave errors are clipped to 3 spreads."""
+        for lf in np.log(f0[f0 > 0]):
+            lf = min(max(lf, self.mean - 3 * self.std), self.mean + 3 * self.std)
+            self.w = self.w * self.decay + 1.0
+            self.s1 = self.s1 * self.decay + lf
+            self.s2 = self.s2 * self.decay + lf * lf
+
+    def assume(self, log_f0_mean: float, log_f0_std: float, frames: float) -> None:
+        self.w = min(frames, MEMORY_FRAMES)
+        self.s1 = self.w * log_f0_mean
+        self.s2 = self.w * (log_f0_mean ** 2 + log_f0_std ** 2)
+
+    def __call__(self, f0: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(f0)
+        voiced = f0 > 0
+        log_f0 = np.log(f0[voiced])
+        if self.profile is not None:
+            ratio = min(max(self.profile.log_f0_std / self.std, 0.5), 2.0)
+            log_f0 = self.profile.log_f0_mean + (log_f0 - self.mean) * ratio
+        out[voiced] = np.exp(log_f0 + self.shift)
+        return np.clip(out, 0.0, 1100.0)
+
+
+class RvcConverter:
+    """Operator voice in, persona voice out, at 16 kHz through the three RVC models; constant delay."""
+
+    def __init__(self, profile: VoiceProfile | None = None, *, models_dir: str | Path | None = None,
+                 block_ms: float = 120, context_ms: float = 800, crossfade_ms: float = 20,
+                 search_ms: float = 10, lookahead_ms: float = 10, transpose: float = 0.0, speaker: int = 0,
+                 providers: list[str] | None = None, seed: int = 0) -> None:
+        """Open and check the models in `models_dir` (default: --models-dir / $EVERCALL_MODELS / home).
+
+        Raises ModelError naming the file and the fix when the encoder or decoder is missing or wrong; a
+        missing pitch model falls back to YIN (`pitch_source` says which), a wrong one is an error.
+        Times are in ms at 16 kHz: block, crossfade and lookahead in whole 10 ms frames."""
+        if profile is not None and profile.rate != RATE:
+            raise PersonaError(f"voice profile is for {profile.rate} Hz, the converter runs at {RATE} Hz: "
+                               "learn the profile again")
+        ms = RATE // 1000
+        self.block = int(round(block_ms * ms))
+        self.crossfade = int(round(crossfade_ms * ms))
+        self.search = int(round(search_ms * ms))
+        self.lookahead = int(round(lookahead_ms * ms))
+        if (self.block <= 0 or any(v % FRAME_HOP for v in (self.block, self.crossfade, self.lookahead))
+                or not 0 <= self.search <= self.block or self.crossfade > self.block or context_ms < 0):
+            raise ValueError("block_ms, crossfade_ms and lookahead_ms must be whole multiples of 10 ms "
+                             "(crossfade no longer than the block), search_ms 0..block_ms")
+        segment = self.block + self.crossfade + self.search
+        # The window is a whole number of 20 ms content frames, with at least `context_ms` before the segment.
+        span = int(round(context_ms * ms)) + segment + self.lookahead
+        self.window = -(-span // (2 * FRAME_HOP)) * 2 * FRAME_HOP
+        self.frames = self.window // FRAME_HOP
+        self.speaker = speaker
+        self.seed = seed
+
+        folder = models.models_dir(models_dir)
+        self._encoder = models.open_session(models.MODELS["rvc_content_encoder"], folder, providers)
+        self._decoder = models.open_session(models.MODELS["rvc_decoder"], folder, providers)
+        pitch = models.check(models.MODELS["rvc_pitch"], folder)
+        if pitch.status == "missing":
+            self._pitch, self.pitch_source = None, "yin"
+        elif not pitch.ok:
+            raise ModelError(pitch.line())
+        else:
+            self._pitch = models.open_session(models.MODELS["rvc_pitch"], folder, providers)
+            self.pitch_source = "rvc_pitch"
+        self._decoder_inputs = [t.name for t in models.MODELS["rvc_decoder"].inputs]
+        self.provider = models.session_provider(self._decoder)
+        self.pitch_map = PitchMap(profile, transpose)
+        self._decoder_rate: int | None = None
+        fade = np.sin(0.5 * np.pi * (np.arange(self.crossfade) + 0.5) / max(self.crossfade, 1)) ** 2
+        self._fade_in, self._fade_out = fade, 1.0 - fade  # complementary: aligned signals keep their level
+        self.reset()
+
+    @property
+    def delay_samples(self) -> int:
+        """Output sample n is the conversion of input n - delay_samples, within +-search/2 (SOLA)."""
+        return self.block - 1 + self.lookahead + self.crossfade + self.search // 2
+
+    @property
+    def latency_s(self) -> float:
+        return self.delay_samples / RATE
+
+    @property
+    def decoder_rate(self) -> int | None:
+        """The decoder's output rate (Hz), known after the first block."""
+        return self._decoder_rate
+
+    def reset(self) -> None:
+        """Start a new stream: buffers and SOLA state cleared, operator pitch statistics back to the prior."""
+        self.pitch_map.reset()
+        self._reset_stream()
+
+    def warm_up(self, samples: np.ndarray) -> None:
+        """Fit the operator pitch statistics from a stretch (>= a few seconds) of the operator's speech."""
+        try:
+            stats = measure(np.asarray(samples, dtype=np.float32))
+        except PersonaError as exc:
+            raise MediaError("the operator warm-up recording has too little speech: record a few sentences "
+                             "in a quiet room") from exc
+        self.pitch_map.assume(stats.log_f0_mean, stats.log_f0_std, stats.voiced_seconds * 100)
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Convert a chunk of any length; returns exactly as many samples, delayed by `delay_samples`."""
+        x = np.nan_to_num(as_mono_float(samples), nan=0.0, posinf=0.0, neginf=0.0)
+        buf = np.concatenate([self._in, x])
+        outs = [self._out]
+        pos = 0
+        while len(buf) - pos >= self.window:
+            outs.append(self._convert_block(buf[pos:pos + self.window]))
+            pos += self.block
+        self._in = buf[pos:].copy()
+        out = np.concatenate(outs)
+        self._out = out[len(x):]
+        return out[:len(x)].astype(np.float32)
+
+    def convert_whole(self, samples: np.ndarray) -> np.ndarray:
+        """Offline: the streamed conversion with the reported delay removed (same length)."""
+        self._reset_stream()
+        n = len(samples)
+        out = np.concatenate([self.process(samples), self.process(np.zeros(self.delay_samples))])
+        self._reset_stream()
+        return out[self.delay_samples:self.delay_samples + n]
+
+    # internals
+
+    def _reset_stream(self) -> None:
+        self._in = np.zeros(self.window - self.block)  # the past before the stream began is silence
+        self._out = np.zeros(self.block - 1)
+        self._tail = np.zeros(self.crossfade)
+        self._rng = np.random.default_rng(self.seed)
+
+    def _f0(self, window: np.ndarray) -> np.ndarray:
+        """Hz per 10 ms frame of the window (0: unvoiced)."""
+        if self._pitch is None:
+            return track_pitch(window, np.arange(self.frames) * FRAME_HOP + FRAME_HOP // 2)
+        f0 = self._pitch.run(None, {"waveform": window[None, :].astype(np.float32)})[0]
+        f0 = np.nan_to_num(np.asarray(f0, dtype=np.float64).reshape(-1), nan=0.0)
+        f0 = frames_to(f0, self.frames)
+        return np.where(f0 > 30.0, f0, 0.0)  # interpolation between voiced and unvoiced leaves low values
+
+    def _convert_block(self, window: np.ndarray) -> np.ndarray:
+        units = self._encoder.run(None, {"audio": window[None, :].astype(np.float32)})[0]
+        units = np.asarray(units, dtype=np.float32).reshape(-1, UNITS)
+        units = frames_to(units, self.frames)
+        f0 = self._f0(window)
+        end = self.frames - self.lookahead // FRAME_HOP  # frames after this are lookahead only
+        self.pitch_map.learn(f0[end - self.block // FRAME_HOP:end])  # each frame once, when it is final
+        f0 = self.pitch_map(f0)
+        feeds = dict(zip(self._decoder_inputs, (
+            units[None, :, :].astype(np.float32),
+            np.array([self.frames], dtype=np.int64),
+            coarse_pitch(f0)[None, :],
+            f0[None, :].astype(np.float32),
+            np.array([self.speaker], dtype=np.int64),
+            (self._rng.standard_normal((1, NOISE_CHANNELS, self.frames)) * NOISE_SCALE).astype(np.float32),
+        ), strict=True))
+        audio = np.asarray(self._decoder.run(None, feeds)[0], dtype=np.float64).reshape(-1)
+        segment = self._to_16k(audio)
+        return self._sola(segment)
+
+    def _to_16k(self, audio: np.ndarray) -> np.ndarray:
+        """The block's segment (block + crossfade + search, ending `lookahead` before the window's end)
+        from the decoder's output, at 16 kHz. The resampling filter reads 10 ms either side of it."""
+        if len(audio) % self.frames:
+            raise ModelError(f"rvc_decoder.onnx returned {len(audio)} samples for {self.frames} frames, not a "
+                             "whole number per frame: it is not an RVC generator export; export it again")
+        rate = len(audio) // self.frames * 100
+        self._decoder_rate = rate
+        g = gcd(rate, RATE)
+        up, down = RATE // g, rate // g
+        per_16k = rate / RATE
+        seg_len = self.block + self.crossfade + self.search
+        end16 = self.window - self.lookahead
+        start16 = end16 - seg_len
+        margin16 = min(FRAME_HOP, start16)
+        lo = int(round((start16 - margin16) * per_16k))
+        hi = min(len(audio), int(round((end16 + FRAME_HOP) * per_16k)))
+        if up == 1 and down == 1:
+            resampled = audio[lo:hi]
+        else:
+            resampled = signal.resample_poly(audio[lo:hi], up, down)
+        return resampled[margin16:margin16 + seg_len]
+
+    def _sola(self, segment: np.ndarray) -> np.ndarray:
+        """Shift the new segment to line up with the previous tail, crossfade, keep the next tail."""
+        f, s, b = self.crossfade, self.search, self.block
+        offset = s // 2
+        if f and s and np.dot(self._tail, self._tail) > 1e-12:
+            # Normalised cross-correlation of the tail with each candidate start of the new segment.
+            corr = np.correlate(segment[:f + s], self._tail, mode="valid")
+            energy = np.convolve(segment[:f + s] ** 2, np.ones(f), mode="valid")
+            offset = int(np.argmax(corr / np.sqrt(energy + 1e-12)))
+        out = segment[offset:offset + b].copy()
+        if f:
+            out[:f] = out[:f] * self._fade_in + self._tail * self._fade_out
+            self._tail = segment[offset + b:offset + b + f].copy()
+        return out

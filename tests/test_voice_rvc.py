@@ -1,0 +1,256 @@
+"""The RVC-style neural voice backend, on tiny ONNX stand-ins with the real models' signatures.
+
+The stand-ins (built here with onnx.helper, a few kB each) keep the registry's tensor names, ranks and
+dynamic axes, and do simple arithmetic that makes the pipeline's timing observable:
+
+- content encoder: per 20 ms of audio, its mean absolute value, in all 768 channels;
+- pitch model: TONE_HZ where a 10 ms frame is louder than -60 dBFS, else 0 (unvoiced);
+- decoder (40 kHz): a sine at the given pitch whose amplitude follows the units. Its phase starts at
+  zero in every call, as a real decoder's waveform has no memory between windows: joining blocks
+  without SOLA's alignment would put a phase jump at every block edge.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from scipy import signal
+
+from engine.errors import ModelError
+from engine.models import MODELS
+from filters.voice.rvc import RvcConverter, coarse_pitch
+from filters.voice.stream import VoiceStream
+
+RATE = 16000
+DECODER_RATE = 40000
+TONE_HZ = 130.0  # 15.6 periods per 120 ms block: consecutive windows start out of phase
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _io(spec_key: str) -> tuple[list, list]:
+    """Graph inputs/outputs named, typed and shaped as the registry expects."""
+    spec = MODELS[spec_key]
+    types = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
+    make = helper.make_tensor_value_info
+    return ([make(t.name, types[t.dtype], list(t.shape)) for t in spec.inputs],
+            [make(t.name, types[t.dtype], list(t.shape)) for t in spec.outputs])
+
+
+def make_encoder(path: Path) -> Path:
+    inputs, outputs = _io("rvc_content_encoder")
+    nodes = [
+        helper.make_node("Reshape", ["audio", "frame_shape"], ["framed"]),
+        helper.make_node("Abs", ["framed"], ["magnitude"]),
+        helper.make_node("ReduceMean", ["magnitude"], ["level"], axes=[2], keepdims=1),
+        helper.make_node("MatMul", ["level", "spread"], ["units"]),
+    ]
+    inits = [numpy_helper.from_array(np.array([1, -1, 320], np.int64), "frame_shape"),
+             numpy_helper.from_array(np.ones((1, 768), np.float32), "spread")]
+    return _save(helper.make_graph(nodes, "tiny_content_encoder", inputs, outputs, inits), path)
+
+
+def make_pitch(path: Path) -> Path:
+    inputs, outputs = _io("rvc_pitch")
+    nodes = [
+        helper.make_node("Reshape", ["waveform", "frame_shape"], ["framed"]),
+        helper.make_node("Mul", ["framed", "framed"], ["square"]),
+        helper.make_node("ReduceMean", ["square"], ["power"], axes=[2], keepdims=0),
+        helper.make_node("Greater", ["power", "threshold"], ["loud"]),
+        helper.make_node("Cast", ["loud"], ["voiced"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["voiced", "tone"], ["f0"]),
+    ]
+    inits = [numpy_helper.from_array(np.array([1, -1, 160], np.int64), "frame_shape"),
+             numpy_helper.from_array(np.array(1e-6, np.float32), "threshold"),
+             numpy_helper.from_array(np.array(TONE_HZ, np.float32), "tone")]
+    return _save(helper.make_graph(nodes, "tiny_pitch", inputs, outputs, inits), path)
+
+
+def make_decoder(path: Path) -> Path:
+    inputs, outputs = _io("rvc_decoder")
+    per_frame = DECODER_RATE // 100
+    nodes = [
+        helper.make_node("ReduceMean", ["phone"], ["amp"], axes=[2], keepdims=1),  # (1, T, 1)
+        helper.make_node("Unsqueeze", ["pitchf", "last_axis"], ["hz"]),  # (1, T, 1)
+        helper.make_node("Mul", ["amp", "ones"], ["amp_t"]),  # (1, T, per_frame)
+        helper.make_node("Mul", ["hz", "ones"], ["hz_t"]),
+        helper.make_node("Reshape", ["amp_t", "flat"], ["amp_s"]),  # (1, 1, T * per_frame)
+        helper.make_node("Reshape", ["hz_t", "flat"], ["hz_s"]),
+        helper.make_node("Mul", ["hz_s", "radians_per_hz"], ["step"]),
+        helper.make_node("CumSum", ["step", "time_axis"], ["phase"]),
+        helper.make_node("Sin", ["phase"], ["wave"]),
+        helper.make_node("Mul", ["wave", "amp_s"], ["shaped"]),
+        helper.make_node("Mul", ["shaped", "gain"], ["audio"]),  # a sine's mean |x| is 2/pi of its peak
+    ]
+    inits = [numpy_helper.from_array(np.array([2], np.int64), "last_axis"),
+             numpy_helper.from_array(np.ones((1, 1, per_frame), np.float32), "ones"),
+             numpy_helper.from_array(np.array([1, 1, -1], np.int64), "flat"),
+             numpy_helper.from_array(np.array(2 * np.pi / DECODER_RATE, np.float32), "radians_per_hz"),
+             numpy_helper.from_array(np.array(2, np.int64), "time_axis"),
+             numpy_helper.from_array(np.array(np.pi / 2, np.float32), "gain")]
+    return _save(helper.make_graph(nodes, "tiny_decoder", inputs, outputs, inits), path)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("rvc_models")
+    make_encoder(folder / "rvc_content_encoder.onnx")
+    make_pitch(folder / "rvc_pitch.onnx")
+    make_decoder(folder / "rvc_decoder.onnx")
+    return folder
+
+
+def tone(seconds: float, amplitude: float = 0.3, hz: float = TONE_HZ) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def feed(conv, x: np.ndarray, sizes=(1, 7, 160, 320, 441, 1000), seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    outs, i = [], 0
+    while i < len(x):
+        chunk = x[i:i + int(rng.choice(sizes))]
+        out = conv.process(chunk)
+        assert len(out) == len(chunk)
+        outs.append(out)
+        i += len(chunk)
+    return np.concatenate(outs)
+
+
+def short_rms(x: np.ndarray, ms: int = 10) -> np.ndarray:
+    n = len(x) // (RATE // 1000 * ms)
+    return np.sqrt(np.mean(x[:n * RATE // 1000 * ms].reshape(n, -1).astype(np.float64) ** 2, axis=1))
+
+
+# models: found, checked, named when missing
+
+
+def test_missing_model_is_named_with_the_fix(tmp_path):
+    with pytest.raises(ModelError) as err:
+        RvcConverter(models_dir=tmp_path)
+    message = str(err.value)
+    assert "rvc_content_encoder.onnx" in message and str(tmp_path) in message
+    assert "ContentVec" in message and "--models-dir" in message  # where to get it, where to put it
+
+
+def test_missing_decoder_is_named(tmp_path):
+    make_encoder(tmp_path / "rvc_content_encoder.onnx")
+    with pytest.raises(ModelError, match=r"rvc_decoder.*export"):
+        RvcConverter(models_dir=tmp_path)
+
+
+def test_pitch_model_is_optional_but_a_wrong_one_is_refused(tmp_path):
+    make_encoder(tmp_path / "rvc_content_encoder.onnx")
+    make_decoder(tmp_path / "rvc_decoder.onnx")
+    conv = RvcConverter(models_dir=tmp_path)
+    assert conv.pitch_source == "yin"  # our own tracker stands in
+    y = conv.convert_whole(tone(1.0))
+    assert short_rms(y[RATE // 4:]).min() > 0.1  # YIN found the tone's pitch: the decoder sang
+    make_encoder(tmp_path / "rvc_pitch.onnx")  # an encoder where the pitch model should be
+    with pytest.raises(ModelError, match="rvc_pitch"):
+        RvcConverter(models_dir=tmp_path)
+
+
+# the streaming contract
+
+
+def test_runs_end_to_end_and_keeps_length(models_dir):
+    conv = RvcConverter(models_dir=models_dir)
+    assert conv.pitch_source == "rvc_pitch"
+    x = np.concatenate([np.zeros(RATE // 2, np.float32), tone(1.5), np.zeros(RATE // 2, np.float32)])
+    y = feed(conv, x)
+    assert len(y) == len(x)
+    assert conv.decoder_rate == DECODER_RATE
+    d = conv.delay_samples
+    assert not np.any(y[:d])  # the delay line's zeros first
+    assert np.sqrt(np.mean(y[RATE + d:2 * RATE + d] ** 2)) > 0.1  # the tone came through as a tone
+    # Any chunking gives the whole-file result, delayed.
+    whole = RvcConverter(models_dir=models_dir).convert_whole(x)
+    np.testing.assert_allclose(y[d:], whole[:len(x) - d], atol=1e-5)
+
+
+def test_reports_its_delay(models_dir):
+    """Tone bursts of varying length: the output's envelope lags the input's by the reported delay,
+    within SOLA's +-search/2 and the 10 ms frame grid."""
+    rng = np.random.default_rng(1)
+    parts = []
+    for _ in range(12):
+        parts += [tone(rng.uniform(0.15, 0.4)), np.zeros(int(rng.uniform(0.1, 0.3) * RATE), np.float32)]
+    x = np.concatenate(parts)
+    conv = RvcConverter(models_dir=models_dir)
+    y = conv.process(x)
+    a = np.log(short_rms(x, 1) + 1e-4)
+    b = np.log(short_rms(y, 1) + 1e-4)
+    lag_ms = int(np.argmax(np.correlate(b - b.mean(), a - a.mean(), "full")) - (len(a) - 1))
+    assert abs(lag_ms - conv.latency_s * 1000) <= 8, (lag_ms, conv.latency_s * 1000)
+    assert conv.latency_s == (conv.block - 1 + conv.lookahead + conv.crossfade + conv.search // 2) / RATE
+
+
+def test_sola_joins_blocks_without_clicks_or_dips(models_dir):
+    """A steady tone through a decoder whose phase restarts every window: with SOLA the output is a
+    steady sine (no sample-to-sample jump beyond a sine's own slope, no level dip at block edges).
+    The same blocks crossfaded without the search show what SOLA prevents."""
+    x = tone(3.0)
+    amplitude = 0.3
+    slope = amplitude * 2 * np.pi * TONE_HZ / RATE  # a sine's largest step between samples
+
+    def steady(conv):
+        y = conv.process(x)
+        return y[conv.delay_samples + RATE // 2:]
+
+    def envelope(y):  # a sine's amplitude, sample by sample
+        return np.abs(signal.hilbert(y))[RATE // 10:-RATE // 10]
+
+    y = steady(RvcConverter(models_dir=models_dir))
+    assert np.max(np.abs(np.diff(y))) < 1.3 * slope
+    level = envelope(y)
+    assert level.min() > 0.9 * np.median(level)
+
+    plain = steady(RvcConverter(models_dir=models_dir, search_ms=0))  # crossfade, no alignment
+    plain_level = envelope(plain)
+    assert plain_level.min() < 0.7 * np.median(plain_level)
+    butted = steady(RvcConverter(models_dir=models_dir, search_ms=0, crossfade_ms=0))  # neither
+    assert np.max(np.abs(np.diff(butted))) > 3 * slope
+
+
+def test_voicestream_wraps_it_at_48k(models_dir):
+    conv = RvcConverter(models_dir=models_dir)
+    stream = VoiceStream(None, 48000, converter=conv)
+    x = np.repeat(tone(1.0), 3)  # any 48 kHz signal will do: only length and timing are checked
+    y = feed(stream, x, sizes=(480, 960, 333))
+    assert len(y) == len(x)
+    assert stream.latency_s > conv.latency_s and stream.latency_s - conv.latency_s < 0.006
+
+
+def test_pitch_follows_the_persona(models_dir):
+    """With a profile the operator's pitch is mapped onto the persona's; without one, transposed."""
+    from filters.voice.profile import VoiceProfile
+
+    profile = VoiceProfile(log_f0_mean=math.log(220.0), log_f0_std=0.1, envelope=np.zeros(513, np.float32),
+                           aperiodicity=np.zeros(513, np.float32), voiced_seconds=10.0)
+    conv = RvcConverter(profile, models_dir=models_dir)
+    conv.pitch_map.assume(math.log(TONE_HZ), 0.1, 3000)  # as if warmed up on this operator
+    y = conv.convert_whole(tone(1.0))[RATE // 4:]
+    hz = np.argmax(np.abs(np.fft.rfft(y * np.hanning(len(y))))) * RATE / len(y)
+    assert abs(hz - 220.0) < 5
+    up = RvcConverter(models_dir=models_dir, transpose=12).convert_whole(tone(1.0))[RATE // 4:]
+    hz = np.argmax(np.abs(np.fft.rfft(up * np.hanning(len(up))))) * RATE / len(up)
+    assert abs(hz - 2 * TONE_HZ) < 5
+
+
+def test_coarse_pitch_bins():
+    bins = coarse_pitch(np.array([0.0, 50.0, 100.0, 1100.0, 2000.0]))
+    assert bins[0] == 1 and bins[1] == 1 and bins[3] == 255 and bins[4] == 255
+    assert 1 < bins[2] < 255
