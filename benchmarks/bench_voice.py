@@ -101,13 +101,15 @@ def _gate_figures(profile: VoiceProfile, speech: dict[str, np.ndarray]) -> dict:
     pause = slice(3 * RATE + RATE // 4, 4 * RATE - RATE // 10)
     out["pause_in_noisy_speech_dbfs"] = {"in": _db(noisy[pause])}
     for name, gate in (("gate_on", True), ("gate_off", False)):
-        out["pause_in_noisy_speech_dbfs"][name] = _db(WorldVoiceConverter(profile, gate=gate).convert_whole(noisy)[pause])
+        converted = WorldVoiceConverter(profile, gate=gate).convert_whole(noisy)
+        out["pause_in_noisy_speech_dbfs"][name] = _db(converted[pause])
     rng = np.random.default_rng(3)
     band = signal.butter(2, [300, 3000], "bandpass", fs=RATE, output="sos")
     breaths = {}
     for level, attack in ((-45, 0.05), (-30, 0.15), (-30, 0.05)):
         t = np.arange(RATE // 2) / RATE
-        burst = signal.sosfilt(band, rng.standard_normal(len(t))) * np.minimum(1, np.minimum(t / attack, (0.5 - t) / 0.2))
+        shape = np.minimum(1, np.minimum(t / attack, (0.5 - t) / 0.2))
+        burst = signal.sosfilt(band, rng.standard_normal(len(t))) * shape
         burst *= 10 ** (level / 20) / np.sqrt(np.mean(burst ** 2))
         x = np.concatenate([np.zeros(RATE), burst, np.zeros(RATE // 2)])
         x = (x + _room_noise("white", len(x), -60.0, seed=-level)).astype(np.float32)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import EvercallError
-from filters.factory import FACE_MODES
+from filters.factory import FACE_MODES, VOICE_BACKENDS
 
 DESCRIPTION = """\
 evercall: a real-time relay that presents a consented persona's face and voice in a video call.
@@ -60,6 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from calls.serve import ServeOptions, serve_forever
 
     options = ServeOptions(args.host, args.port, args.mode, backend=args.backend, models_dir=args.models_dir,
+                           voice_backend=args.voice_backend,
                            invite_ttl_s=args.invite_hours * 3600,
                            tls_cert=args.tls_cert, tls_key=args.tls_key, tls_self_signed=args.tls_self_signed)
     options.ssl_context()  # refuse an unsafe bind before the persona and camera are opened
@@ -87,7 +88,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise EvercallError("--output must differ from --input: the input would be overwritten")
     summary = render(persona, Path(args.input), Path(args.output), mode=args.mode,
-                     progress=sys.stderr.isatty(), backend=args.backend, models_dir=args.models_dir)
+                     progress=sys.stderr.isatty(), backend=args.backend, models_dir=args.models_dir,
+                     voice_backend=args.voice_backend)
     for line in summary.lines():
         print(line)
     return 0
@@ -104,6 +106,9 @@ def _add_face_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="embedded", choices=["embedded", "inswapper"],
                         help="face backend: 'embedded' needs no downloaded weights (default); 'inswapper' uses "
                              "insightface + inswapper_128 from your models folder (see `evercall models list`)")
+    parser.add_argument("--voice-backend", default="world", choices=VOICE_BACKENDS,
+                        help="voice backend: 'world' needs no downloaded weights (default, 44 ms); 'rvc' runs your "
+                             "RVC-style ONNX models (see `evercall models list`)")
     parser.add_argument("--models-dir", type=Path, metavar="DIR",
                         help="folder with model files (default: $EVERCALL_MODELS, then $EVERCALL_HOME/models)")
 

@@ -54,7 +54,8 @@ def cmd_vcam(args: argparse.Namespace) -> int:
     mic_out = find_audio_device(args.virtual_mic, output=True) if args.virtual_mic else None
     source = _source_from_args(args)
     call_id = new_call_id()
-    pipeline = build_pipeline(persona, args.mode, 48000, args.backend, args.models_dir, call_id)
+    pipeline = build_pipeline(persona, args.mode, 48000, args.backend, args.models_dir, call_id,
+                              args.voice_backend)
     sinks = []
     try:
         sinks.append(VirtualCameraSink(pipeline, backend=args.vcam_backend, device=args.vcam_device).start())

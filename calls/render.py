@@ -16,12 +16,10 @@ import av
 import numpy as np
 
 from calls.sources import probe_media
-from engine.audio_io import resample
 from engine.errors import MediaError
 from engine.persona import Persona
 
 OUT_AUDIO_RATE = 48000
-VOICE_RATE = 16000
 
 
 @dataclass
@@ -43,31 +41,32 @@ class RenderSummary:
 
 
 def _read_audio_track(path: Path) -> np.ndarray | None:
-    """The input's first sound track as mono float32 at 16 kHz, or None when it has none."""
+    """The input's first sound track as mono float32 at 48 kHz, or None when it has none."""
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=VOICE_RATE)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=OUT_AUDIO_RATE)
         parts = [out.to_ndarray().reshape(-1) for frame in container.decode(stream)
                  for out in resampler.resample(frame)]
         parts += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
-def convert_voice(persona: Persona, samples16k: np.ndarray) -> np.ndarray:
-    """Whole-track voice conversion at 16 kHz, time-aligned with the input, then up to 48 kHz."""
-    from filters.factory import voice_profile
-    from filters.voice.world_stream import WorldVoiceConverter
+def convert_voice(persona: Persona, samples: np.ndarray, backend: str = "world", models_dir: Path | None = None
+                  ) -> np.ndarray:
+    """The whole track through the same streaming converter a call uses, its delay removed: time-aligned."""
+    from filters.factory import voice_stream
 
-    converter = WorldVoiceConverter(voice_profile(persona))
-    converted = converter.convert_whole(samples16k)
-    return resample(converted, VOICE_RATE, OUT_AUDIO_RATE)
+    stream = voice_stream(persona, OUT_AUDIO_RATE, backend, models_dir)
+    delay = round(stream.latency_s * OUT_AUDIO_RATE)
+    padded = np.concatenate([samples.astype(np.float32), np.zeros(delay, np.float32)])
+    return stream.process(padded)[delay:]
 
 
 def render(persona: Persona, input_path: Path, output_path: Path, mode: str = "swap",
            progress: bool = True, backend: str = "embedded",
-           models_dir: Path | None = None) -> RenderSummary:
+           models_dir: Path | None = None, voice_backend: str = "world") -> RenderSummary:
     """Render `input_path` through the persona's filters into `output_path` (MP4, H.264 + AAC)."""
     from filters.factory import face_filter
 
@@ -79,7 +78,8 @@ def render(persona: Persona, input_path: Path, output_path: Path, mode: str = "s
     call_id = new_call_id()
     mark = provenance_mark(persona, call_id)
     samples = _read_audio_track(input_path)
-    voice = convert_voice(persona, samples) if samples is not None and samples.size else None
+    voice = convert_voice(persona, samples, voice_backend, models_dir) if samples is not None and samples.size \
+        else None
 
     tmp = output_path.with_name(f".{output_path.name}.partial.mp4")
     frames = faces = 0

@@ -31,6 +31,7 @@ class ServeOptions:
     port: int = 8080
     mode: str = "swap"
     backend: str = "embedded"
+    voice_backend: str = "world"
     models_dir: Path | None = None
     invite_ttl_s: float = DEFAULT_TTL_S
     tls_cert: Path | None = None
@@ -82,7 +83,8 @@ def provenance_mark(persona: Persona, call_id: str):
 
 
 def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000, backend: str = "embedded",
-                   models_dir: Path | None = None, call_id: str | None = None) -> CallPipeline:
+                   models_dir: Path | None = None, call_id: str | None = None,
+                   voice_backend: str = "world") -> CallPipeline:
     """The persona's face and voice filters in a started pipeline (filters are built before any I/O).
 
     Every frame that leaves is watermarked with the persona and `call_id` (a new id when None).
@@ -91,7 +93,8 @@ def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000, back
 
     convert, _ = face_step(persona, mode, backend, models_dir)
     mark = provenance_mark(persona, call_id or new_call_id())
-    return CallPipeline(convert, voice_stream(persona, rate), audio_rate=rate, mark=mark).start()
+    voice = voice_stream(persona, rate, voice_backend, models_dir)
+    return CallPipeline(convert, voice, audio_rate=rate, mark=mark).start()
 
 
 class RunningCall:
@@ -129,7 +132,7 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
     context, tls_fp = options.ssl_context()  # refuses an unsafe bind before any work is done
     call_id = new_call_id()
     pipeline = await asyncio.to_thread(build_pipeline, persona, options.mode, 48000, options.backend,
-                                       options.models_dir, call_id)
+                                       options.models_dir, call_id, options.voice_backend)
     from engine.home import audit_log
 
     state = CallState(pipeline=pipeline, persona_name=persona.name, persona_id=persona_id(persona),

@@ -45,9 +45,14 @@ def voice_profile(persona: Persona):
     """The persona's voice profile, fitted on first use and cached (as bytes) in `persona.derived`."""
     from filters.voice.profile import VoiceProfile
 
+    from engine.errors import PersonaError
+
     blob = persona.derived.get("voice_profile")
     if blob is not None:
-        return VoiceProfile.from_bytes(blob)
+        try:
+            return VoiceProfile.from_bytes(blob)
+        except PersonaError:
+            pass  # saved by an older evercall: learn it again from the sample, which the persona keeps
     profile = VoiceProfile.fit(persona.voice, persona.voice_rate)
     persona.derived["voice_profile"] = profile.to_bytes()
     return profile
@@ -77,8 +82,22 @@ def derive(persona: Persona) -> dict[str, bytes]:
     return {"face_landmarks": buf.getvalue(), "voice_profile": persona.derived["voice_profile"]}
 
 
-def voice_stream(persona: Persona, rate: int):
-    """A streaming voice converter toward the persona, at the call's sample rate."""
+VOICE_BACKENDS = ("world", "rvc")
+
+
+def voice_stream(persona: Persona, rate: int, backend: str = "world", models_dir=None):
+    """A streaming voice converter toward the persona at the call's sample rate.
+
+    "world" needs no downloaded weights (WORLD vocoder, 44 ms); "rvc" runs the user's RVC-style ONNX
+    models (content encoder, pitch, decoder) from the models folder, with a longer constant delay.
+    """
     from filters.voice.stream import VoiceStream
 
+    if backend == "rvc":
+        from filters.voice.rvc import RvcConverter
+
+        converter = RvcConverter(voice_profile(persona), models_dir=models_dir)
+        return VoiceStream(voice_profile(persona), rate, converter=converter)
+    if backend != "world":
+        raise ValueError(f"unknown voice backend {backend!r}: choose one of {', '.join(VOICE_BACKENDS)}")
     return VoiceStream(voice_profile(persona), rate)

@@ -79,22 +79,6 @@ def envelope_lag_ms(x: np.ndarray, y: np.ndarray, rate: int) -> int:
     return int(np.argmax(np.correlate(b, a, "full")) - (len(a) - 1))
 
 
-def periodicity(x: np.ndarray) -> float:
-    """Median over 40 ms frames of the best normalised autocorrelation at 2.5-15 ms lags, below 1 kHz:
-    about 0.2 for hiss, 0.8 for voiced speech, higher for a steady buzz."""
-    spec = np.fft.rfft(x.astype(np.float64))
-    spec[int(1000 * len(x) / RATE):] = 0
-    low = np.fft.irfft(spec, len(x))
-    n = RATE // 25
-    best = []
-    for start in range(0, len(low) - n, n):
-        frame = low[start:start + n] - low[start:start + n].mean()
-        ac = np.correlate(frame, frame, "full")[n - 1:]
-        if ac[0] > 0:
-            best.append(np.max(ac[int(0.0025 * RATE):int(0.015 * RATE)]) / ac[0])
-    return float(np.median(best))
-
-
 class DelayLine:
     """A passthrough 'converter' with a known delay: lets the resampling timing be measured exactly."""
 

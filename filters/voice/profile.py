@@ -277,7 +277,8 @@ class VoiceProfile(VoiceStats):
             raise PersonaError(f"the stored voice profile is version {version} at {rate} Hz, this build reads "
                                f"version {PROFILE_VERSION} at {RATE} Hz: learn it again from the voice sample")
         if (log_f0.shape != (2,) or envelope.shape != (bins,) or aper.shape != (bins,)
-                or not 1000 <= top <= RATE / 2 or frames.ndim != 2 or frames.shape[1] != CEPSTRA - 1 or frames.dtype != np.float16
+                or not 1000 <= top <= RATE / 2
+                or frames.ndim != 2 or frames.shape[1] != CEPSTRA - 1 or frames.dtype != np.float16
                 or not all(np.isfinite(a).all() for a in (log_f0, envelope, aper, frames))):
             raise PersonaError(damaged)
         return cls(log_f0_mean=float(log_f0[0]), log_f0_std=float(log_f0[1]), envelope=envelope.astype(np.float32),

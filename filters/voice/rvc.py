@@ -18,6 +18,10 @@ to where it best lines up with the tail of the previous one, then crossfaded ove
 decoder does not carry its waveform's phase from one window to the next, so without the shift the
 crossfade would mix two out-of-phase copies (a dip or a click at every block edge).
 
+The same voice-activity gate as the WORLD converter's (`gate.py`) judges each 5 ms of input, with the
+lookahead, and scales the output: room noise and breath are not handed to a decoder that would sing
+them, and a block the gate finds idle skips the models altogether.
+
 Delay: block - 1 sample (buffering) + lookahead + crossfade + search / 2. The SOLA shift moves the
 true alignment by up to +-search/2 (5 ms by default) around that reported figure, as in RVC.
 """
@@ -33,7 +37,8 @@ from scipy import signal
 
 from engine import models
 from engine.errors import MediaError, ModelError, PersonaError
-from filters.voice.profile import RATE, VoiceProfile, measure, track_pitch
+from filters.voice.gate import CLOSED_DB, VoiceGate
+from filters.voice.profile import FRAME, RATE, VoiceProfile, measure, track_pitch
 from filters.voice.world_stream import as_mono_float
 
 FRAME_HOP = 160  # decoder frames are 10 ms at 16 kHz
@@ -124,7 +129,7 @@ class RvcConverter:
     def __init__(self, profile: VoiceProfile | None = None, *, models_dir: str | Path | None = None,
                  block_ms: float = 120, context_ms: float = 800, crossfade_ms: float = 20,
                  search_ms: float = 10, lookahead_ms: float = 10, transpose: float = 0.0, speaker: int = 0,
-                 providers: list[str] | None = None, seed: int = 0) -> None:
+                 providers: list[str] | None = None, seed: int = 0, gate: bool = True) -> None:
         """Open and check the models in `models_dir` (default: --models-dir / $EVERCALL_MODELS / home).
 
         Raises ModelError naming the file and the fix when the encoder or decoder is missing or wrong; a
@@ -149,6 +154,13 @@ class RvcConverter:
         self.frames = self.window // FRAME_HOP
         self.speaker = speaker
         self.seed = seed
+        self.gate = VoiceGate(FRAME, RATE) if gate else None
+        # Gate frames: the block's new 5 ms frames (final now), then the lookahead's (level only).
+        new_start = self.window - self.lookahead - self.block
+        self._gate_centres = new_start + FRAME // 2 + np.arange(0, self.block + self.lookahead, FRAME)
+        self._gate_new = self.block // FRAME
+        self._gate_hann = np.hanning(2 * FRAME + 2)[1:-1]
+        self._closed = 10.0 ** (CLOSED_DB / 20.0)
 
         folder = models.models_dir(models_dir)
         self._encoder = models.open_session(models.MODELS["rvc_content_encoder"], folder, providers)
@@ -226,6 +238,10 @@ class RvcConverter:
         self._out = np.zeros(self.block - 1)
         self._tail = np.zeros(self.crossfade)
         self._rng = np.random.default_rng(self.seed)
+        # Gains (linear) of the 5 ms frames before this block's new ones: the segment starts among them.
+        self._past_gain = np.full(-(-(self.crossfade + self.search) // FRAME) + 1, self._closed)
+        if self.gate is not None:
+            self.gate.reset()
 
     def _f0(self, window: np.ndarray) -> np.ndarray:
         """Hz per 10 ms frame of the window (0: unvoiced)."""
@@ -237,12 +253,24 @@ class RvcConverter:
         return np.where(f0 > 30.0, f0, 0.0)  # interpolation between voiced and unvoiced leaves low values
 
     def _convert_block(self, window: np.ndarray) -> np.ndarray:
+        gains = None
+        if self.gate is not None:
+            level = self.gate.levels(window, self._gate_centres)
+            new = self._gate_new
+            if self.gate.idle(level[:new], level[new:]) and self._past_gain.max() <= self._closed:
+                self.gate.gains(level[:new], np.zeros(new, bool), np.zeros(new), level[new:], new)
+                self._tail[:] = 0.0
+                return np.zeros(self.block)  # nothing to say: the models are not run
         units = self._encoder.run(None, {"audio": window[None, :].astype(np.float32)})[0]
         units = np.asarray(units, dtype=np.float32).reshape(-1, UNITS)
         units = frames_to(units, self.frames)
         f0 = self._f0(window)
         end = self.frames - self.lookahead // FRAME_HOP  # frames after this are lookahead only
-        self.pitch_map.learn(f0[end - self.block // FRAME_HOP:end])  # each frame once, when it is final
+        final = f0[end - self.block // FRAME_HOP:end]  # each frame is learned from once, when final
+        if self.gate is not None:
+            gains = self._gate_gains(window, level)
+            final = np.where(self.gate.confirmed.reshape(-1, FRAME_HOP // FRAME).any(axis=1), final, 0.0)
+        self.pitch_map.learn(final)
         f0 = self.pitch_map(f0)
         feeds = dict(zip(self._decoder_inputs, (
             units[None, :, :].astype(np.float32),
@@ -254,7 +282,27 @@ class RvcConverter:
         ), strict=True))
         audio = np.asarray(self._decoder.run(None, feeds)[0], dtype=np.float64).reshape(-1)
         segment = self._to_16k(audio)
+        if gains is not None:
+            segment = segment * gains
         return self._sola(segment)
+
+    def _gate_gains(self, window: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """The gate's verdict on the block's new frames, as a gain per sample of the whole segment.
+
+        Voicing comes from our own tracker, not the pitch model: the gate judges what it was tuned on."""
+        new = self._gate_new
+        centres = self._gate_centres[:new]
+        voiced = track_pitch(window, centres) > 0
+        at = np.clip(centres[:, None] + np.arange(-FRAME, FRAME)[None, :], 0, len(window) - 1)
+        frames = window[at] * self._gate_hann
+        power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+        gain_db = self.gate.gains(level[:new], voiced, self.gate.high_share(power), level[new:], new)
+        frame_gains = np.concatenate([self._past_gain, 10.0 ** (gain_db / 20.0)])
+        self._past_gain = frame_gains[-len(self._past_gain):]
+        # Sample times of the segment, relative to the first new frame's centre, in frames.
+        seg_len = self.block + self.crossfade + self.search
+        t = (np.arange(seg_len) - (self.crossfade + self.search) - FRAME // 2) / FRAME
+        return np.interp(t, np.arange(len(frame_gains)) - (len(frame_gains) - new), frame_gains)
 
     def _to_16k(self, audio: np.ndarray) -> np.ndarray:
         """The block's segment (block + crossfade + search, ending `lookahead` before the window's end)
