@@ -17,7 +17,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from engine.media import AudioChunk, VideoFrame, now
+from engine.media import VideoFrame, now
 from engine.stages import AudioRing, LatestSlot
 
 log = logging.getLogger(__name__)

@@ -30,11 +30,11 @@ import cv2
 import numpy as np
 
 from engine.audit import AuditLog
-from engine.home import HOME_ENV, default_home
+from engine.home import default_home
 from engine.consent import ConsentRecord, sha256_file, utc_now
 from engine.errors import ConsentError, PersonaError
 from engine.persona import VOICE_RATE, Persona, read_photo, read_voice
-from engine.vault import Vault, VaultError, atomic_write, fsync_dir
+from engine.vault import Vault, VaultError, fsync_dir
 
 MANIFEST = "manifest.enc"
 FORMAT = 1

@@ -6,7 +6,6 @@ import asyncio
 
 import aiohttp
 import numpy as np
-import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from calls.ice import rtc_configuration

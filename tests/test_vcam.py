@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pyvirtualcam
-import pytest
 
 from calls.cli import main
 from calls.devices import AudioDevice

@@ -136,6 +136,17 @@ def measure(samples: np.ndarray) -> VoiceStats:
     return _stats(*_speech_analysis(samples))
 
 
+def measure_operator(samples: np.ndarray) -> VoiceStats:
+    """`measure` for a converter's warm-up on the operator's speech, with the operator's fix in the error."""
+    from engine.errors import MediaError
+
+    try:
+        return measure(np.asarray(samples, dtype=np.float32))
+    except PersonaError as exc:
+        raise MediaError("the operator warm-up recording has too little speech: record a few sentences "
+                         "in a quiet room") from exc
+
+
 def _speech_analysis(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(f0, envelope, aperiodicity, voiced) over the speech of a 16 kHz voice, silence around it trimmed."""
     x = np.asarray(samples, dtype=np.float64)

@@ -36,9 +36,9 @@ import numpy as np
 from scipy import signal
 
 from engine import models
-from engine.errors import MediaError, ModelError, PersonaError
+from engine.errors import ModelError, PersonaError
 from filters.voice.gate import CLOSED_DB, VoiceGate
-from filters.voice.profile import FRAME, RATE, VoiceProfile, measure, track_pitch
+from filters.voice.profile import FRAME, RATE, VoiceProfile, measure_operator, track_pitch
 from filters.voice.world_stream import as_mono_float
 
 FRAME_HOP = 160  # decoder frames are 10 ms at 16 kHz
@@ -202,11 +202,7 @@ class RvcConverter:
 
     def warm_up(self, samples: np.ndarray) -> None:
         """Fit the operator pitch statistics from a stretch (>= a few seconds) of the operator's speech."""
-        try:
-            stats = measure(np.asarray(samples, dtype=np.float32))
-        except PersonaError as exc:
-            raise MediaError("the operator warm-up recording has too little speech: record a few sentences "
-                             "in a quiet room") from exc
+        stats = measure_operator(samples)
         self.pitch_map.assume(stats.log_f0_mean, stats.log_f0_std, stats.voiced_seconds * 100)
 
     def process(self, samples: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from engine.errors import MediaError, PersonaError
+from engine.errors import PersonaError
 from filters.voice.gate import VoiceGate
 from filters.voice.profile import (
     ANALYSIS_REACH,
@@ -38,7 +38,7 @@ from filters.voice.profile import (
     analyse,
     cepstral_maps,
     hold_above,
-    measure,
+    measure_operator,
 )
 
 BINS = FFT_SIZE // 2 + 1
@@ -294,11 +294,7 @@ class WorldVoiceConverter:
 
     def warm_up(self, samples: np.ndarray) -> None:
         """Fit the operator statistics from a stretch (>= a few seconds) of the operator's own speech."""
-        try:
-            stats = measure(np.asarray(samples, dtype=np.float32))
-        except PersonaError as exc:
-            raise MediaError("the operator warm-up recording has too little speech: record a few sentences "
-                             "in a quiet room") from exc
+        stats = measure_operator(samples)
         self.operator.assume(stats)
         self._alpha_env = estimate_warp(stats.envelope, self._target_env, self._band_top)
         self._update_mapping()

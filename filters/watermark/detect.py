@@ -25,7 +25,7 @@ import numpy as np
 from engine.errors import MediaError
 from filters.watermark.coding import CODED_BITS, check_info, conv_encode, crc_salt, viterbi_decode
 from filters.watermark.embed import DEFAULT_KEY, make_payload
-from filters.watermark.layout import STEP, coarse, fine_luma, layout_for
+from filters.watermark.layout import coarse, fine_luma, layout_for
 
 # The lattice decoder tolerates about +/-0.1 of gamma but only +/-3 % of contrast, hence the finer gain steps.
 _GAMMAS = (1.0, 0.85, 1.18, 0.72, 1.4)
