@@ -45,8 +45,8 @@ MARGINS: dict[str, dict] = {
                                             "what": "(video p50 - audio engine p50), default minus passthrough, "
                                                     "/ frame interval"},
     # Audio waiting in the engine beyond the voice filter's own latency, in 20 ms blocks: the microphone
-    # block (1) plus whatever stands in the output ring, which PersonaAudioTrack trims to 60 ms (3), so
-    # today's design sits anywhere from 1 to 4 depending on when the far end joined. Past 5 that bound broke.
+    # block (1) plus whatever stands in the output ring, which PersonaAudioTrack trims to 40 ms (2), so
+    # the design sits anywhere from 1 to 3 depending on when the far end joined. Past 5 that bound broke.
     "audio_buffering_blocks": {"max": 5.0, "what": "audio engine delay p50 minus voice filter / 20 ms"},
     # Far-end lip sync, in frames, within the ITU-R BT.1359 detectability window: audio may lag the picture
     # by up to 125 ms (-3.75 frames) and lead it by up to 45 ms (+1.35 frames). Positive: picture late.

@@ -156,12 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_face_options(rend)
     rend.set_defaults(func=cmd_render)
 
-    from calls import device_cli, models_cli, persona_cli, verify_cli
+    from calls import bench_cli, device_cli, models_cli, persona_cli, verify_cli
 
     persona_cli.register(sub)
     models_cli.register(sub)
     device_cli.register(sub, _add_persona_and_source, _add_face_options)
     verify_cli.register(sub)
+    bench_cli.register(sub)
     return parser
 
 

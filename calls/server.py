@@ -32,6 +32,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from calls.console import Controls, CpuMeter, figures
 from calls.ice import rtc_configuration
+from calls.transport import tune_receivers
 from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
 from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_audio, consume_video
 from engine.media import VideoFrame
@@ -87,6 +88,8 @@ class CallServer:
     def __init__(self, state: CallState, controls: Controls | None = None) -> None:
         self.state = state
         self.controls = controls or Controls(state, None, None)
+        self._closing = False  # set on shutdown: long-lived streams (MJPEG, console sockets) end promptly
+        self._sockets: set[web.WebSocketResponse] = set()
         self.app = web.Application()
         self.app.add_routes([
             web.get("/", self.index),
@@ -166,6 +169,7 @@ class CallServer:
             return refused("The operator code in this link is wrong.")
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
+        self._sockets.add(ws)
         cpu = CpuMeter()
 
         async def push() -> None:
@@ -187,6 +191,7 @@ class CallServer:
                 await ws.send_json({"type": "result", **result})
         finally:
             pusher.cancel()
+            self._sockets.discard(ws)
         return ws
 
     async def revoke_invite(self, request: web.Request) -> web.Response:
@@ -215,8 +220,8 @@ class CallServer:
         await resp.prepare(request)
         version = 0
         try:
-            while True:
-                version, item = await slot.wait_newer(version, timeout=1.0)
+            while not self._closing:
+                version, item = await slot.wait_newer(version, timeout=0.5)
                 if item is None:
                     continue
                 ok, jpg = await asyncio.to_thread(cv2.imencode, ".jpg", item.image, [cv2.IMWRITE_JPEG_QUALITY, 70])
@@ -250,6 +255,7 @@ class CallServer:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             return web.Response(status=400, text="bad offer: expected JSON with 'sdp' and 'type'")
         await self.close_peer()
+        tune_receivers()  # the far end's media: release frames when complete, small audio prefetch
         pc = RTCPeerConnection(rtc_configuration())
         self.state.peer = pc
 
@@ -298,5 +304,8 @@ class CallServer:
             await pc.close()
 
     async def _on_shutdown(self, app: web.Application) -> None:
+        self._closing = True
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"call ended")
         await self.close_peer()
 

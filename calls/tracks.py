@@ -68,7 +68,7 @@ class PersonaAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, ring: AudioRing, on_sent=None, max_buffer_s: float = 0.06) -> None:
+    def __init__(self, ring: AudioRing, on_sent=None, max_buffer_s: float = 0.04) -> None:
         super().__init__()
         self._ring = ring
         self._on_sent = on_sent  # called with the capture time of each block sent
