@@ -18,6 +18,10 @@ Optional restorer: a GFPGAN-style ONNX model (512x512 crop in and out) sharpens 
 face. It is slow (DESIGN: enhancers kill real time), so it runs every `restore_every` frames; the
 frames between reuse its last correction (restored minus input, in aligned-face coordinates, so it
 follows the face as it moves).
+
+Per-frame cost: the swapper runs through an IO binding (`BoundSession`) so its fixed-size input and
+output buffers are reused, and on CUDA stay in device memory; the detector runs every `detect_every`
+frames and the frames between reuse its last face unless the face region changed a lot.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ DET_SIZE = (640, 640)  # the detector input insightface's buffalo_l pack is used
 DET_THRESH = 0.5
 MIN_FACE_PX = 40  # a persona face smaller than this gives the swapper too little to work with
 # GFPGAN's 512x512 crops follow the FFHQ alignment: eye centres, nose tip and mouth corners land here.
+DETECT_EVERY = 3  # run the detector on every 3rd frame; the frames between reuse its face
+# Mean absolute grey-level change of the last detected face's box beyond which the detector runs anyway:
+# the face moved or something covered it, and a stale box would paste the swap in the wrong place.
+REDETECT_MAD = 12.0
 FFHQ_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
                      [201.26117, 371.41043], [313.08905, 371.15118]], np.float32)
 
@@ -65,6 +73,83 @@ def _load(model_zoo: Any, path: Path, providers: list[str], expected: str) -> An
         raise ModelError(f"insightface takes {path.name} for {got}, not {expected}: replace it with the "
                          f"file `evercall models list` names")
     return model
+
+
+_ORT_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+                    "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+class BoundSession:
+    """An onnxruntime session whose `run` goes through an IO binding with buffers kept between calls.
+
+    Why: a plain `session.run` allocates its outputs on every call and, on CUDA, copies inputs in and
+    outputs out through fresh buffers. For a model whose inputs and outputs all have static shapes
+    (inswapper_128: 1x3x128x128 and 1x512 in, 1x3x128x128 out) the buffers are made once: on the CUDA
+    provider as device OrtValues updated in place, on the CPU bound straight from the numpy arrays.
+    Anything else (dynamic shapes, unknown types, a binding error) falls back to the plain `run`.
+    Every other attribute is the wrapped session's, so `get_providers()` etc. still work.
+    """
+
+    def __init__(self, session: Any, use_binding: bool = True) -> None:
+        self._session = session
+        providers = session.get_providers()
+        self.device = "cuda" if providers and providers[0] in ("CUDAExecutionProvider",
+                                                              "TensorrtExecutionProvider") else "cpu"
+        ins, outs = session.get_inputs(), session.get_outputs()
+        static = all(isinstance(d, int) and d > 0 for t in (*ins, *outs) for d in t.shape)
+        known = all(t.type in _ORT_NUMPY_TYPES for t in (*ins, *outs))
+        self.binding_active = bool(use_binding and static and known)
+        self.bound_runs = 0  # calls served through the binding (for tests and stats)
+        self._in_specs = {t.name: (tuple(t.shape), _ORT_NUMPY_TYPES.get(t.type)) for t in ins}
+        self._out_names = [t.name for t in outs]
+        self._binding: Any = None
+        self._in_values: dict[str, Any] = {}
+        if self.binding_active:
+            try:
+                self._setup(outs)
+            except Exception:  # noqa: BLE001 -- any ORT build/device refusal: keep the plain path
+                self.binding_active = False
+
+    def _setup(self, outs: Sequence[Any]) -> None:
+        from onnxruntime import OrtValue
+
+        self._binding = self._session.io_binding()
+        for name, (shape, dtype) in self._in_specs.items():
+            if self.device == "cuda":
+                value = OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype), "cuda", 0)
+                self._in_values[name] = value
+                self._binding.bind_ortvalue_input(name, value)
+        for t in outs:
+            value = OrtValue.ortvalue_from_shape_and_type(list(t.shape), _ORT_NUMPY_TYPES[t.type], self.device, 0)
+            self._binding.bind_ortvalue_output(t.name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray],
+            run_options: Any = None) -> list[np.ndarray]:
+        """Same contract as InferenceSession.run (numpy in, list of numpy out)."""
+        if not self.binding_active or set(feeds) != set(self._in_specs):
+            return self._session.run(output_names, feeds, run_options)
+        arrays = {}
+        for name, x in feeds.items():
+            shape, dtype = self._in_specs[name]
+            arr = np.ascontiguousarray(x, dtype=dtype)
+            if arr.shape != shape:
+                return self._session.run(output_names, feeds, run_options)
+            arrays[name] = arr
+        for name, arr in arrays.items():
+            if self.device == "cuda":
+                self._in_values[name].update_inplace(arr)  # host -> device copy into the kept buffer
+            else:
+                self._binding.bind_cpu_input(name, arr)  # no copy: ORT reads the numpy memory
+        self._binding.synchronize_inputs()
+        self._session.run_with_iobinding(self._binding, run_options)
+        self._binding.synchronize_outputs()
+        self.bound_runs += 1
+        # Copies: the bound output buffers are overwritten by the next call.
+        outputs = dict(zip(self._out_names, (np.array(v) for v in self._binding.copy_outputs_to_cpu())))
+        return [outputs[n] for n in (output_names or self._out_names)]
 
 
 class FaceRestorer:
@@ -132,10 +217,14 @@ class InswapperFilter:
 
     def __init__(self, persona_photo: np.ndarray, models_dir: str | os.PathLike[str] | None = None, *,
                  hold_s: float = HOLD_S, restore_every: int = 0, det_size: tuple[int, int] = DET_SIZE,
-                 det_thresh: float = DET_THRESH, providers: Sequence[str] | None = None) -> None:
+                 det_thresh: float = DET_THRESH, providers: Sequence[str] | None = None,
+                 detect_every: int = DETECT_EVERY, redetect_mad: float = REDETECT_MAD,
+                 io_binding: bool = True) -> None:
         photo = _check_photo(persona_photo)
         if restore_every < 0:
             raise ValueError("restore_every must be >= 0 (0 turns the restorer off)")
+        if detect_every < 1:
+            raise ValueError("detect_every must be >= 1 (1 detects on every frame)")
         folder = resolve_models_dir(models_dir)
         keys = REQUIRED_MODELS + ((RESTORER_MODEL,) if restore_every else ())
         paths = require(keys, folder)  # one ModelError naming every unusable file, before insightface
@@ -148,6 +237,8 @@ class InswapperFilter:
         self._det.prepare(0, input_size=det_size, det_thresh=det_thresh)
         self._rec = _load(model_zoo, paths["w600k_r50"], chosen, "ArcFaceONNX")
         self._swapper = _load(model_zoo, paths["inswapper_128"], chosen, "INSwapper")
+        # INSwapper.get calls self.session.run: swapping in the bound session changes only how it runs.
+        self._swapper.session = BoundSession(self._swapper.session, use_binding=io_binding)
         self._restorer: FaceRestorer | None = None
         if restore_every:
             from engine.models import open_session
@@ -165,6 +256,12 @@ class InswapperFilter:
         self._persona = persona
         self._policy = LostFacePolicy(photo, focus=((x0 + x1) / 2, (y0 + y1) / 2), hold_s=hold_s)
         self.face_box: tuple[int, int, int, int] | None = None
+        self.detect_every = detect_every
+        self.redetect_mad = float(redetect_mad)
+        self._tracked: Any = None  # the last detected Face, reused between detections
+        self._tracked_crop: np.ndarray | None = None  # grey face-box crop of the frame it was found in
+        self._since_detect = 0
+        self.detections = 0  # detector runs on operator frames (for tests and stats)
 
     @property
     def hold_s(self) -> float:
@@ -185,6 +282,11 @@ class InswapperFilter:
         return {k: session_provider(s) for k, s in found.items()}
 
     @property
+    def swapper_session(self) -> BoundSession:
+        """The swapper's (IO-bound) session."""
+        return self._swapper.session
+
+    @property
     def restorer(self) -> FaceRestorer | None:
         return self._restorer
 
@@ -198,11 +300,44 @@ class InswapperFilter:
         i = int(np.argmax(areas))
         return Face(bbox=boxes[i, :4], kps=kpss[i], det_score=float(boxes[i, 4]))
 
+    @staticmethod
+    def _face_crop(image: np.ndarray, bbox: np.ndarray) -> np.ndarray | None:
+        """Grey crop of the face box, shrunk to at most 64 px: a cheap signature of the face region."""
+        h, w = image.shape[:2]
+        x0, y0 = int(max(np.floor(bbox[0]), 0)), int(max(np.floor(bbox[1]), 0))
+        x1, y1 = int(min(np.ceil(bbox[2]), w)), int(min(np.ceil(bbox[3]), h))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        crop = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+        step = max(1, max(x1 - x0, y1 - y0) // 64)
+        return crop[::step, ::step].astype(np.int16)
+
+    def _track_or_detect(self, image: np.ndarray) -> Any:
+        """The last face while it is fresh and its region still looks the same; else a new detection.
+
+        Why: the detector is the second-largest per-frame cost after the swapper, and a face at 30 fps
+        moves little in 2 frames. A big change in the face box (a head turn, a hand in front, a cut to a
+        blank frame) forces a detection at once, so a stale box is never used across a real change.
+        """
+        if self._tracked is not None and self._since_detect < self.detect_every:
+            crop = self._face_crop(image, self._tracked.bbox)
+            ref = self._tracked_crop
+            if (crop is not None and ref is not None and crop.shape == ref.shape
+                    and float(np.abs(crop - ref).mean()) <= self.redetect_mad):
+                self._since_detect += 1
+                return self._tracked
+        face = self._largest_face(image)
+        self.detections += 1
+        self._tracked = face
+        self._tracked_crop = None if face is None else self._face_crop(image, face.bbox)
+        self._since_detect = 1
+        return face
+
     def process(self, image: np.ndarray, t_capture: float) -> FaceOutput:
         """Convert one BGR frame captured at `t_capture` seconds; the input is not modified."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError("expected a BGR uint8 image of shape (h, w, 3)")
-        face = self._largest_face(image)
+        face = self._track_or_detect(image)
         if face is None:
             self.face_box = None
             held, source = self._policy.lost(image.shape[:2], t_capture)
