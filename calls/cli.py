@@ -32,13 +32,22 @@ def _persona_from_args(args: argparse.Namespace, use: str):
     if args.persona:
         return open_persona(args.persona, use)
     if getattr(args, "demo", False):
-        from engine.demo import demo_assets
-
-        persona = open_persona(demo_assets().persona_dir, use)
+        persona = open_persona(_demo().persona_dir, use)
         persona.name = "demo (a composite of no real person)"
         return persona
     raise EvercallError("no persona given: pass --persona NAME (see `evercall persona list`) or --persona DIR, "
                         "or --demo")
+
+
+def _demo():
+    """The demo material, saying so when it is built for the first time (about ten seconds)."""
+    from engine.demo import demo_assets, demo_cache_dir
+
+    root = demo_cache_dir()
+    if not (root / "operator.mp4").is_file() or not (root / "persona" / "photo.png").is_file():
+        print(f"building the demo persona and operator clip in {root} (first run only, about 10 s)...",
+              file=sys.stderr, flush=True)
+    return demo_assets()
 
 
 def _source_from_args(args: argparse.Namespace):
@@ -47,9 +56,7 @@ def _source_from_args(args: argparse.Namespace):
     if args.source:
         return FileSource(args.source, loop=True)
     if args.demo:
-        from engine.demo import demo_assets
-
-        return FileSource(demo_assets().operator_clip, loop=True)
+        return FileSource(_demo().operator_clip, loop=True)
     from calls.devices import find_audio_device
 
     camera = int(args.camera) if str(args.camera).isdigit() else args.camera
