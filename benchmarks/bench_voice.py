@@ -72,32 +72,19 @@ def _db(x: np.ndarray) -> float:
     return round(10 * float(np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20)), 1)
 
 
-def _room_noise(kind: str, n: int, level_db: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(n)
-    if kind == "pink":
-        spec = np.fft.rfft(x)
-        spec[1:] /= np.sqrt(np.arange(1, len(spec)))
-        x = np.fft.irfft(spec, n)
-    elif kind == "hum":
-        t = np.arange(n) / RATE
-        x = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)) + 0.05 * x
-    return (x * 10 ** (level_db / 20) / np.sqrt(np.mean(x ** 2))).astype(np.float32)
-
-
 def _gate_figures(profile: VoiceProfile, speech: dict[str, np.ndarray]) -> dict:
     """Room noise in, what comes out (dBFS), gate on and off; a pause inside noisy speech; breath."""
     from scipy import signal
 
     out: dict = {"room_noise_in_dbfs": -50.0}
     for kind in ("white", "pink", "hum"):
-        noise = _room_noise(kind, 3 * RATE, -50.0)
+        noise = vs.room_noise(kind, 3 * RATE, -50.0)
         out[f"{kind}_noise_out_dbfs"] = {
             "gate_on": _db(WorldVoiceConverter(profile).process(noise)),
             "gate_off": _db(WorldVoiceConverter(profile, gate=False).process(noise))}
     words = speech["male_operator"][: 3 * RATE]
     clean = np.concatenate([words, np.zeros(RATE, np.float32), words])
-    noisy = clean + _room_noise("pink", len(clean), -50.0, seed=1)
+    noisy = clean + vs.room_noise("pink", len(clean), -50.0, seed=1)
     pause = slice(3 * RATE + RATE // 4, 4 * RATE - RATE // 10)
     out["pause_in_noisy_speech_dbfs"] = {"in": _db(noisy[pause])}
     for name, gate in (("gate_on", True), ("gate_off", False)):
@@ -112,7 +99,7 @@ def _gate_figures(profile: VoiceProfile, speech: dict[str, np.ndarray]) -> dict:
         burst = signal.sosfilt(band, rng.standard_normal(len(t))) * shape
         burst *= 10 ** (level / 20) / np.sqrt(np.mean(burst ** 2))
         x = np.concatenate([np.zeros(RATE), burst, np.zeros(RATE // 2)])
-        x = (x + _room_noise("white", len(x), -60.0, seed=-level)).astype(np.float32)
+        x = (x + vs.room_noise("white", len(x), -60.0, seed=-level)).astype(np.float32)
         where = slice(RATE, RATE + len(burst))
         breaths[f"{level}dBFS_attack_{int(attack * 1000)}ms"] = {
             name: round(_db(WorldVoiceConverter(profile, gate=gate).convert_whole(x)[where]) - _db(x[where]), 1)
@@ -134,7 +121,7 @@ def _onset_figures(profile: VoiceProfile, folder: Path) -> dict:
     for text in ONSET_WORDS:
         word = vs.speak(text, vs.MALE, folder, "onset_" + text.replace(" ", "_"))
         x = np.concatenate([np.zeros(RATE, np.float32), word])
-        x = x + _room_noise("white", len(x), -60.0)
+        x = x + vs.room_noise("white", len(x), -60.0)
         row = {}
         for name, gate in (("gate_on", True), ("gate_off", False)):
             conv = WorldVoiceConverter(profile, gate=gate)
@@ -243,7 +230,7 @@ def run() -> dict:
     # The same speech with pauses (1 s after every 3 s) under -50 dBFS room noise: where the gate pays.
     pieces = [operator[i:i + 3 * RATE] for i in range(0, len(operator), 3 * RATE)]
     paused = np.concatenate([np.concatenate([p, np.zeros(RATE, np.float32)]) for p in pieces])
-    paused = paused + _room_noise("pink", len(paused), -50.0, seed=2)
+    paused = paused + vs.room_noise("pink", len(paused), -50.0, seed=2)
     with one_core():
         conv.reset()
         t16 = _chunk_times(conv, operator, 320)

@@ -57,11 +57,10 @@ def convert_voice(persona: Persona, samples: np.ndarray, backend: str = "world",
                   ) -> np.ndarray:
     """The whole track through the same streaming converter a call uses, its delay removed: time-aligned."""
     from filters.factory import voice_stream
+    from filters.voice.offline import convert_offline
 
     stream = voice_stream(persona, OUT_AUDIO_RATE, backend, models_dir)
-    delay = round(stream.latency_s * OUT_AUDIO_RATE)
-    padded = np.concatenate([samples.astype(np.float32), np.zeros(delay, np.float32)])
-    return stream.process(padded)[delay:]
+    return convert_offline(stream.process, round(stream.latency_s * OUT_AUDIO_RATE), samples)
 
 
 def render(persona: Persona, input_path: Path, output_path: Path, mode: str = "swap",
@@ -157,7 +156,12 @@ class _progress_bar:
     def __init__(self, enabled: bool, total: int | None) -> None:
         self._progress = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress("rendering", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                       transient=True)

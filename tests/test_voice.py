@@ -279,20 +279,6 @@ def test_silence_stays_silent(speech, female_profile):
 # the gate: silence in, silence out; onsets whole
 
 
-def room_noise(kind: str, n: int, level_db: float, seed: int = 0) -> np.ndarray:
-    """`n` samples of steady room noise at `level_db` dBFS RMS: white hiss, pink (fan-like) noise or hum."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(n)
-    if kind == "pink":
-        spec = np.fft.rfft(x)
-        spec[1:] /= np.sqrt(np.arange(1, len(spec)))
-        x = np.fft.irfft(spec, n)
-    elif kind == "hum":
-        t = np.arange(n) / RATE
-        x = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)) + 0.05 * x
-    return (x * 10 ** (level_db / 20) / rms(x)).astype(np.float32)
-
-
 def db(x: np.ndarray) -> float:
     return 20 * math.log10(rms(x) + 1e-12)
 
@@ -301,7 +287,7 @@ def db(x: np.ndarray) -> float:
 def test_room_noise_in_gives_silence_out(female_profile, kind):
     """-50 dBFS room noise, streamed from the first sample: the output stays 40 dB below it throughout.
     Measured: digital silence for all three; without the gate the noise comes out at -50 to -55 dBFS."""
-    noise = room_noise(kind, 3 * RATE, -50.0)
+    noise = vs.room_noise(kind, 3 * RATE, -50.0)
     out = feed_in_chunks(WorldVoiceConverter(female_profile), noise, sizes=(160, 320, 480))
     assert db(out) < db(noise) - 40, db(out)
     ungated = WorldVoiceConverter(female_profile, gate=False).process(noise)
@@ -313,7 +299,7 @@ def test_pauses_in_a_noisy_room_are_silent_and_speech_is_whole(speech, female_pr
     below the noise, while the speech keeps its level (within 1 dB of converting it without noise)."""
     words = speech["male_operator"][: 3 * RATE]
     clean = np.concatenate([words, np.zeros(RATE, np.float32), words])
-    noisy = clean + room_noise("pink", len(clean), -50.0, seed=1)
+    noisy = clean + vs.room_noise("pink", len(clean), -50.0, seed=1)
     out = WorldVoiceConverter(female_profile).convert_whole(noisy)
     reference = WorldVoiceConverter(female_profile, gate=False).convert_whole(clean)
     pause = slice(3 * RATE + RATE // 4, 4 * RATE - RATE // 10)  # after the hangover, before the lookahead
@@ -329,7 +315,7 @@ def test_onset_after_silence_keeps_its_first_20ms(tmp_path_factory, female_profi
     -3 to 0 dB; a gate that waits to confirm speech (no lookahead, no grace) is 30-65 ms late, -12 dB."""
     word = vs.speak(text, vs.MALE, tmp_path_factory.mktemp("onset"), text.replace(" ", "_"))
     x = np.concatenate([np.zeros(RATE, np.float32), word])
-    x = x + room_noise("white", len(x), -60.0)
+    x = x + vs.room_noise("white", len(x), -60.0)
     conv = WorldVoiceConverter(female_profile)
     d = conv.delay_samples
     y = conv.process(np.concatenate([x, np.zeros(d, np.float32)]))[d:]
@@ -362,7 +348,7 @@ def test_breath_is_not_turned_into_voice(female_profile):
                                                                                              (0.5 - t) / 0.2))
         burst *= 10 ** (level / 20) / rms(burst)
         x = np.concatenate([np.zeros(RATE), burst, np.zeros(RATE // 2)])
-        x = (x + room_noise("white", len(x), -60.0, seed=-level)).astype(np.float32)
+        x = (x + vs.room_noise("white", len(x), -60.0, seed=-level)).astype(np.float32)
         y = WorldVoiceConverter(female_profile).convert_whole(x)
         where = slice(RATE, RATE + len(burst))
         assert db(y[where]) < db(x[where]) - wanted, (level, attack, db(y[where]) - db(x[where]))

@@ -71,3 +71,17 @@ def phone_recording(samples: np.ndarray, noise_db: float = -45.0, seed: int = 0)
     band = signal.butter(4, [300, 3400], "bandpass", fs=RATE, output="sos")
     narrow = resample(signal.sosfilt(band, x).astype(np.float32), RATE, 8000)
     return resample(narrow, 8000, RATE)
+
+
+def room_noise(kind: str, n: int, level_db: float, seed: int = 0) -> np.ndarray:
+    """`n` samples of steady room noise at `level_db` dBFS RMS: white hiss, pink (fan-like) noise or hum."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n)
+    if kind == "pink":
+        spec = np.fft.rfft(x)
+        spec[1:] /= np.sqrt(np.arange(1, len(spec)))
+        x = np.fft.irfft(spec, n)
+    elif kind == "hum":
+        t = np.arange(n) / 16000
+        x = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)) + 0.05 * x
+    return (x * 10 ** (level_db / 20) / np.sqrt(np.mean(np.square(x, dtype=np.float64)))).astype(np.float32)

@@ -38,7 +38,14 @@ from scipy import signal
 from engine import models
 from engine.errors import ModelError, PersonaError
 from filters.voice.gate import CLOSED_DB, VoiceGate
-from filters.voice.profile import FRAME, RATE, VoiceProfile, measure_operator, track_pitch
+from filters.voice.offline import convert_offline
+from filters.voice.profile import (
+    FRAME,
+    RATE,
+    VoiceProfile,
+    measure_operator,
+    track_pitch,
+)
 from filters.voice.world_stream import as_mono_float
 
 FRAME_HOP = 160  # decoder frames are 10 ms at 16 kHz
@@ -222,10 +229,9 @@ class RvcConverter:
     def convert_whole(self, samples: np.ndarray) -> np.ndarray:
         """Offline: the streamed conversion with the reported delay removed (same length)."""
         self._reset_stream()
-        n = len(samples)
-        out = np.concatenate([self.process(samples), self.process(np.zeros(self.delay_samples))])
+        out = convert_offline(self.process, self.delay_samples, samples)
         self._reset_stream()
-        return out[self.delay_samples:self.delay_samples + n]
+        return out
 
     # internals
 

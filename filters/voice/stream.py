@@ -142,3 +142,4 @@ class VoiceStream:
         self._queue = np.concatenate([self._queue, back])
         out, self._queue = self._queue[:len(x)], self._queue[len(x):]
         return out
+

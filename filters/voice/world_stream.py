@@ -28,6 +28,7 @@ import numpy as np
 
 from engine.errors import PersonaError
 from filters.voice.gate import VoiceGate
+from filters.voice.offline import convert_offline
 from filters.voice.profile import (
     ANALYSIS_REACH,
     FFT_SIZE,
@@ -320,10 +321,9 @@ class WorldVoiceConverter:
         Operator statistics carry over (from warm_up or earlier speech) and keep adapting; the stream
         state is fresh before and after."""
         self._reset_stream()
-        n = len(samples)
-        out = np.concatenate([self.process(samples), self.process(np.zeros(self.delay_samples))])
+        out = convert_offline(self.process, self.delay_samples, samples)
         self._reset_stream()
-        return out[self.delay_samples:self.delay_samples + n]
+        return out
 
     # internals
 
