@@ -39,6 +39,7 @@ from engine import models
 from engine.errors import ModelError, PersonaError
 from filters.voice.gate import CLOSED_DB, VoiceGate
 from filters.voice.offline import convert_offline
+from filters.voice.pitch_stats import RunningLogF0
 from filters.voice.profile import (
     FRAME,
     RATE,
@@ -54,8 +55,6 @@ NOISE_CHANNELS = 192
 NOISE_SCALE = 0.66666  # RVC's scale for the decoder's latent noise
 F0_MEL_MIN = 1127.0 * math.log(1.0 + 50.0 / 700.0)  # RVC's coarse pitch scale: 50-1100 Hz on mel ...
 F0_MEL_MAX = 1127.0 * math.log(1.0 + 1100.0 / 700.0)  # ... into bins 1..255 (1: unvoiced)
-PRIOR_LOG_F0 = math.log(150.0)
-PRIOR_LOG_F0_STD = 0.12
 PRIOR_FRAMES = 100.0  # the prior counts as 1 s of voiced 10 ms frames
 MEMORY_FRAMES = 3000.0  # forgetting: 30 s of voiced frames
 KEYS = ("rvc_content_encoder", "rvc_pitch", "rvc_decoder")
@@ -90,34 +89,25 @@ class PitchMap:
     def __init__(self, profile: VoiceProfile | None, transpose: float) -> None:
         self.profile = profile
         self.shift = transpose * math.log(2.0) / 12.0
-        self.decay = math.exp(-1.0 / MEMORY_FRAMES)
-        self.reset()
+        self.stats = RunningLogF0(PRIOR_FRAMES, MEMORY_FRAMES)
 
     def reset(self) -> None:
-        self.w = PRIOR_FRAMES
-        self.s1 = PRIOR_FRAMES * PRIOR_LOG_F0
-        self.s2 = PRIOR_FRAMES * (PRIOR_LOG_F0 ** 2 + PRIOR_LOG_F0_STD ** 2)
+        self.stats.reset()
 
     @property
     def mean(self) -> float:
-        return self.s1 / self.w
+        return self.stats.mean
 
     @property
     def std(self) -> float:
-        return math.sqrt(max(self.s2 / self.w - self.mean ** 2, 1e-4))
+        return self.stats.std
 
     def learn(self, f0: np.ndarray) -> None:
         """Fold in new voiced frames (each once); octave errors are clipped to 3 spreads."""
-        for lf in np.log(f0[f0 > 0]):
-            lf = min(max(lf, self.mean - 3 * self.std), self.mean + 3 * self.std)
-            self.w = self.w * self.decay + 1.0
-            self.s1 = self.s1 * self.decay + lf
-            self.s2 = self.s2 * self.decay + lf * lf
+        self.stats.learn(np.log(f0[f0 > 0]))
 
     def assume(self, log_f0_mean: float, log_f0_std: float, frames: float) -> None:
-        self.w = min(frames, MEMORY_FRAMES)
-        self.s1 = self.w * log_f0_mean
-        self.s2 = self.w * (log_f0_mean ** 2 + log_f0_std ** 2)
+        self.stats.assume(log_f0_mean, log_f0_std, frames)
 
     def __call__(self, f0: np.ndarray) -> np.ndarray:
         out = np.zeros_like(f0)

@@ -29,6 +29,7 @@ import numpy as np
 from engine.errors import PersonaError
 from filters.voice.gate import VoiceGate
 from filters.voice.offline import convert_offline
+from filters.voice.pitch_stats import RunningLogF0
 from filters.voice.profile import (
     ANALYSIS_REACH,
     FFT_SIZE,
@@ -45,8 +46,6 @@ from filters.voice.profile import (
 BINS = FFT_SIZE // 2 + 1
 UNVOICED_PULSE_HZ = 500.0  # WORLD drives noise with pulses at this rate where there is no pitch
 SILENCE_PEAK = 1e-6  # a window whose peak is below this (-120 dBFS) is digital silence: skip analysis
-PRIOR_LOG_F0 = math.log(150.0)  # between typical male (~110 Hz) and female (~200 Hz) speaking pitch
-PRIOR_LOG_F0_STD = 0.12  # about 2 semitones, a common speaking spread
 PRIOR_SECONDS = 1.0  # the prior counts as this much voiced speech
 MEMORY_SECONDS = 30.0  # exponential forgetting of operator statistics (voiced time)
 WARP_EXPONENT = 0.35  # formant ratio ~ F0 ratio ** this, when the envelopes cannot tell yet
@@ -101,44 +100,37 @@ def estimate_warp(operator_env: np.ndarray, persona_env: np.ndarray, top_hz: flo
 
 
 class OperatorStats:
-    """Operator log-F0 mean/spread and average log envelope, online, with a prior and forgetting."""
+    """Operator log-F0 mean/spread (RunningLogF0) and average log envelope, online, with forgetting."""
 
     def __init__(self) -> None:
-        self.decay = math.exp(-1.0 / _frames(MEMORY_SECONDS))
-        prior = _frames(PRIOR_SECONDS)
-        self.w = prior
-        self.s1 = prior * PRIOR_LOG_F0
-        self.s2 = prior * (PRIOR_LOG_F0 ** 2 + PRIOR_LOG_F0_STD ** 2)
+        self.pitch = RunningLogF0(_frames(PRIOR_SECONDS), _frames(MEMORY_SECONDS))
+        self.decay = self.pitch.decay
         self.env_w = 0.0
         self.env_sum = np.zeros(BINS)
 
     @property
     def mean(self) -> float:
-        return self.s1 / self.w
+        return self.pitch.mean
 
     @property
     def std(self) -> float:
-        return math.sqrt(max(self.s2 / self.w - self.mean ** 2, 1e-4))
+        return self.pitch.std
 
     @property
     def envelope(self) -> np.ndarray | None:
         return self.env_sum / self.env_w if self.env_w > 0 else None
 
     def update(self, log_f0: np.ndarray, log_env: np.ndarray) -> None:
-        """Fold in voiced frames; log-F0 far outside the current spread (octave errors) is clipped."""
-        for lf, env in zip(log_f0, log_env, strict=True):
-            lf = min(max(lf, self.mean - 3 * self.std), self.mean + 3 * self.std)
-            self.w = self.w * self.decay + 1.0
-            self.s1 = self.s1 * self.decay + lf
-            self.s2 = self.s2 * self.decay + lf * lf
+        """Fold in voiced frames: their log-F0 (octave errors clipped) and their log envelopes."""
+        self.pitch.learn(log_f0)
+        for env in log_env:
             self.env_w = self.env_w * self.decay + 1.0
             self.env_sum = self.env_sum * self.decay + env
 
     def assume(self, stats: VoiceStats) -> None:
         """Start from measured statistics, weighted as the voiced time they came from (up to the memory)."""
         w = min(_frames(stats.voiced_seconds), _frames(MEMORY_SECONDS))
-        self.w, self.s1 = w, w * stats.log_f0_mean
-        self.s2 = w * (stats.log_f0_mean ** 2 + stats.log_f0_std ** 2)
+        self.pitch.assume(stats.log_f0_mean, stats.log_f0_std, w)
         self.env_w, self.env_sum = w, w * stats.envelope.astype(np.float64)
 
 
