@@ -280,12 +280,18 @@ class _SourceFace:
 
 def _sample_paths() -> dict[str, Path]:
     """Package-shipped sample photos; raises a clear error if a package is missing."""
+    import importlib.util
+
     try:
-        import insightface
         import matplotlib
-    except ImportError as exc:  # pragma: no cover - both are project dependencies
+    except ImportError as exc:  # pragma: no cover - a project dependency
         raise MediaError(f"the demo persona needs {exc.name} installed (pip install -e .)") from exc
-    images = Path(insightface.__file__).parent / "data" / "images"
+    # insightface's sample images are package data: find the package without importing it (its import pulls
+    # in its model-download machinery, which the demo does not need).
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or not spec.submodule_search_locations:
+        raise MediaError("the demo persona needs insightface installed: run `bash install.sh`")
+    images = Path(list(spec.submodule_search_locations)[0]) / "data" / "images"
     paths = {
         "grace_hopper": Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
         "t1": images / "t1.jpg",
