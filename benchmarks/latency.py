@@ -402,6 +402,17 @@ async def _far_end(url: str, arrivals: Arrivals, first_frame: asyncio.Event):
     return pc, tasks
 
 
+async def hang_up(tasks: list[asyncio.Task], pc, source: Source, runner, pipeline: CallPipeline) -> None:
+    """End a measured call: the far end's readers and connection, then the source, server and pipeline."""
+    for task in tasks:
+        task.cancel()
+    if pc is not None:
+        await pc.close()
+    source.stop()
+    await runner.cleanup()
+    pipeline.close()
+
+
 def _pct(values: list[float]) -> dict:
     if not values:
         return {"n": 0, "p50": None, "p95": None, "max": None}
@@ -515,13 +526,7 @@ async def measure_path(name: str, factory: Factory, seconds: float, warmup: floa
         await asyncio.sleep(0.6)  # let the window's last frames and clicks arrive
         stats = pipeline.stats()
     finally:
-        for task in tasks:
-            task.cancel()
-        if pc is not None:
-            await pc.close()
-        source.stop()
-        await runner.cleanup()
-        pipeline.close()
+        await hang_up(tasks, pc, source, runner, pipeline)
     return summarize(name, tuned, stats, source, arrivals, sends, timed, t0, t1,
                      first_frame_s=first_frame_s, contention=contention,
                      voice_from=(proc_before, samples_before))

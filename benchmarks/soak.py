@@ -22,8 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.latency import (Arrivals, BarcodeSource, _far_end, _heard_clicks, _start_relay,
-                                _video_latencies, default_pipeline, demo_operator_photo, operator_frames)
+from benchmarks.latency import (
+    Arrivals,
+    BarcodeSource,
+    _far_end,
+    _heard_clicks,
+    _start_relay,
+    _video_latencies,
+    default_pipeline,
+    demo_operator_photo,
+    hang_up,
+    operator_frames,
+)
 from calls.transport import receivers_tuned
 from engine.media import now
 
@@ -81,13 +91,7 @@ async def soak(minutes: float, window_s: float = 30.0) -> dict:
             print(json.dumps(windows[-1]), flush=True)
             _trim(arrivals, t1 - 1.0)
     finally:
-        for task in tasks:
-            task.cancel()
-        if pc is not None:
-            await pc.close()
-        source.stop()
-        await runner.cleanup()
-        pipeline.close()
+        await hang_up(tasks, pc, source, runner, pipeline)
     return {"minutes": minutes, "window_s": window_s, "windows": windows, "verdict": verdict(windows),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "when": time.strftime("%F %T")}
 
