@@ -52,8 +52,14 @@ from engine.pipeline import CallPipeline
 FPS = 30
 WIDTH, HEIGHT = 640, 480
 RATE = 48000
-BLOCK = 960  # 20 ms: the source's microphone block, as a real sound card would deliver it
-CLICK_EVERY = RATE // 2  # a click every 500 ms: latencies must stay under that to be matched
+BLOCK = 480  # 10 ms: the microphone block MicSource asks the sound card for (engine.pipeline.AUDIO_BLOCK)
+# The measuring client plays each audio packet as it arrives: a far end's own jitter buffer (a browser
+# sizes it to the network it sees) is the far end's delay, not the relay's, and is left out.
+CLIENT_AUDIO_PREFETCH = 0
+# A click about every 500 ms (latencies must stay under that to be matched). The extra 7 ms moves each
+# click to another place in the 10 ms blocks and 20 ms voice hops (20 places in turn), as speech onsets
+# fall anywhere: a whole number of blocks would put every click where the same per-block cost lands.
+CLICK_EVERY = RATE // 2 + 336
 CLICK_AT = RATE // 10  # first click 100 ms into each half second
 CLICK_LEN = RATE // 100  # 10 ms tone burst
 CLICK_HZ = 1500.0  # inside the voice filter's 16 kHz passband
@@ -173,6 +179,7 @@ class BarcodeSource(Source):
         self.frames, self.fps = frames, fps
         self.video_t: dict[int, float] = {}  # frame number -> capture time
         self.click_t: list[float] = []  # capture time of each click's onset sample
+        self.click_sample: list[int] = []  # index of each click's onset sample in the stream
         self.camera_skipped = 0  # frames a starved camera thread never produced
         self._background = speechlike_noise(2.0)
         self._burst = click_burst()
@@ -221,6 +228,7 @@ class BarcodeSource(Source):
             starts = np.flatnonzero(inside & (pos == 0))
             for s in starts:
                 self.click_t.append(t_first + (s + CLICK_ONSET) / RATE)
+                self.click_sample.append(first + int(s) + CLICK_ONSET)
             on_audio(AudioChunk(block, RATE, t_first, k))
             k += 1
 
@@ -273,7 +281,8 @@ class IdentityVoice:
 
 
 class TimedVoice:
-    """Wraps a voice filter to measure its processing time per block (for the real-time factor)."""
+    """Wraps a voice filter to measure its processing time per block (for the real-time factor, and to know
+    what the block that carried each click out cost)."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -332,13 +341,16 @@ class Arrivals:
     audio: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (handed out at, mono samples)
 
 
-async def _start_relay(pipeline: CallPipeline, source: Source):
-    """The real CallServer on a free loopback port, with no audit log (a benchmark is not a call)."""
+async def _start_relay(pipeline: CallPipeline, source: Source, media=None):
+    """The real CallServer on a free loopback port, with no audit log (a benchmark is not a call).
+
+    `media`: calls.media_options.MediaOptions for the call (None: `evercall serve`'s defaults)."""
     from aiohttp import web
 
+    from calls.media_options import MediaOptions
     from calls.server import CallServer, CallState
 
-    state = CallState(pipeline=pipeline, persona_name="benchmark")
+    state = CallState(pipeline=pipeline, persona_name="benchmark", media=media or MediaOptions())
     runner = web.AppRunner(CallServer(state).app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -460,6 +472,20 @@ def _heard_clicks(arrivals: Arrivals, source: BarcodeSource, t0: float, t1: floa
     return heard, int(wanted.sum())
 
 
+def _carrying_block_ms(timed: "TimedVoice", click_sample: int) -> float:
+    """Processing time (ms) of the voice block whose output held the sample captured at `click_sample`.
+
+    The pipeline converts the stream in AUDIO_BLOCK blocks from its first sample on, and output sample n is
+    the conversion of input sample n - delay, so the block is known from the sample index alone.
+    """
+    from engine.pipeline import AUDIO_BLOCK
+
+    block = (click_sample + int(round(timed.latency_s * RATE))) // AUDIO_BLOCK
+    if 0 <= block < len(timed.seconds):
+        return timed.seconds[block] * 1000
+    return float(np.median(timed.seconds)) * 1000 if timed.seconds else 0.0
+
+
 def _left_engine(sends: list[tuple[float, float]], t_capture: float) -> Optional[float]:
     """When the audio sample captured at `t_capture` was handed to WebRTC (from the blocks' send log)."""
     for t_first, sent in sends:
@@ -496,7 +522,7 @@ class SendLog:
 
 async def measure_path(name: str, factory: Factory, seconds: float, warmup: float = 1.5,
                        photo: Optional[np.ndarray] = None, tuned: bool = True,
-                       connect_timeout: float = 20.0) -> dict:
+                       connect_timeout: float = 20.0, media=None) -> dict:
     """Start a relay on `factory()`'s pipeline, join it, measure `seconds` after `warmup`, tear down."""
     from calls.transport import receivers_tuned
 
@@ -505,14 +531,14 @@ async def measure_path(name: str, factory: Factory, seconds: float, warmup: floa
     pipeline.voice = timed  # the voice thread reads this attribute for every block
     sends = SendLog(pipeline)
     source = BarcodeSource(operator_frames(photo if photo is not None else demo_operator_photo()))
-    runner, url = await _start_relay(pipeline, source)
+    runner, url = await _start_relay(pipeline, source, media)
     arrivals = Arrivals()
     first = asyncio.Event()
     pc = None
     tasks: list[asyncio.Task] = []
     try:
         joined = now()
-        with receivers_tuned() if tuned else _stock_receivers():
+        with receivers_tuned(audio_prefetch=CLIENT_AUDIO_PREFETCH) if tuned else _stock_receivers():
             pc, tasks = await _far_end(url, arrivals, first)
         await asyncio.wait_for(first.wait(), connect_timeout)
         first_frame_s = now() - joined
@@ -566,9 +592,15 @@ def summarize(name: str, tuned: bool, stats: dict, source: BarcodeSource, arriva
     voice_alg = stats["audio"]["voice_latency_ms"]
     proc = np.asarray(timed.seconds[voice_from[0]:]) * 1000
     samples = timed.samples - voice_from[1]
-    voice_proc_p50 = round(float(np.median(proc)), 2) if proc.size else 0.0
     voice_rtf = round(float(proc.sum() / 1000 / (samples / RATE)), 4) if samples else None
+    # The voice filter's own time for each click: its algorithmic delay plus the processing time of the
+    # block that carried the click's onset out (a block that ran a whole hop costs more than one that only
+    # drained the output queue; a median over all blocks would charge either kind to the relay).
+    own_click = {j: voice_alg + _carrying_block_ms(timed, source.click_sample[j]) for j in heard}
+    voice_proc_p50 = round(float(np.median([own - voice_alg for own in own_click.values()])), 2) if own_click \
+        else (round(float(np.median(proc)), 2) if proc.size else 0.0)
     voice_own = round(voice_alg + voice_proc_p50, 1)
+    added_audio = _pct([(ear - source.click_t[j]) * 1000 - own_click[j] for j, ear in heard.items()])
     ev, tv, ea = _pct(engine_v), _pct(transport_v), _pct(engine_a)
     ec, tc_ = _pct(engine_click), _pct(transport_click)
     return {
@@ -603,7 +635,7 @@ def summarize(name: str, tuned: bool, stats: dict, source: BarcodeSource, arriva
             "video_engine": ev["p50"], "video_engine_p95": ev["p95"],
             "video_transport": tv["p50"], "video_transport_p95": tv["p95"],
             "audio_voice": voice_own,
-            # audio engine: capture -> handed to WebRTC, per click (per 20 ms block when no click was heard)
+            # audio engine: capture -> handed to WebRTC, per click (per 10 ms block when no click was heard)
             "audio_engine": ec["p50"] if ec["p50"] is not None else ea["p50"],
             "audio_engine_blocks_p95": ea["p95"],
             "audio_buffering": _sub(ec["p50"] if ec["p50"] is not None else ea["p50"], voice_own),
@@ -612,8 +644,8 @@ def summarize(name: str, tuned: bool, stats: dict, source: BarcodeSource, arriva
         "added_beyond_filters_ms": {
             "video_p50": _sub(v["p50"], face.get("p50_ms")),
             "video_p95": _sub(v["p95"], face.get("p95_ms")),
-            "audio_p50": _sub(a["p50"], voice_own),
-            "audio_p95": _sub(a["p95"], voice_own),
+            "audio_p50": added_audio["p50"],  # per click: heard - captured - that click's voice filter time
+            "audio_p95": added_audio["p95"],
         },
         "samples_ms": {"video": [round(x, 1) for x in video], "audio": [round(x, 1) for x in audio]},
         "pipeline_stats": stats,
@@ -660,8 +692,9 @@ async def measure(paths: dict[str, tuple[Factory, bool]], seconds: float, warmup
     photo = await asyncio.to_thread(demo_operator_photo)
     started = time.perf_counter()
     results = {}
-    for name, (factory, tuned) in paths.items():
-        results[name] = await measure_path(name, factory, seconds, warmup, photo=photo, tuned=tuned)
+    for name, (factory, tuned, *media) in paths.items():
+        results[name] = await measure_path(name, factory, seconds, warmup, photo=photo, tuned=tuned,
+                                           media=media[0] if media else None)
     return {
         "paths": results,
         "settings": {"seconds_per_path": seconds, "warmup_s": warmup, "fps": FPS, "size": [WIDTH, HEIGHT],

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from calls.media_options import add_media_arguments
 from engine.errors import EvercallError
 from filters.factory import FACE_MODES, VOICE_BACKENDS
 
@@ -64,12 +65,14 @@ def _source_from_args(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from calls.media_options import media_options_from_args
     from calls.serve import ServeOptions, serve_forever
 
     options = ServeOptions(args.host, args.port, args.mode, backend=args.backend, models_dir=args.models_dir,
                            voice_backend=args.voice_backend,
                            invite_ttl_s=args.invite_hours * 3600,
-                           tls_cert=args.tls_cert, tls_key=args.tls_key, tls_self_signed=args.tls_self_signed)
+                           tls_cert=args.tls_cert, tls_key=args.tls_key, tls_self_signed=args.tls_self_signed,
+                           media=media_options_from_args(args))
     options.ssl_context()  # refuse an unsafe bind before the persona and camera are opened
     persona = _persona_from_args(args, "call")
     source = _source_from_args(args)
@@ -151,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-self-signed", action="store_true",
                        help="make (once) and use a self-signed certificate; its fingerprint is printed so the far "
                             "end can check it")
+    add_media_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
     rend = sub.add_parser("render", help="convert a video file offline",

@@ -110,4 +110,6 @@ def figures(state: Any, cpu: CpuMeter) -> dict:
         "cpu_cores": os.cpu_count(),
         "invite": state.invite.describe(),
         "source_error": state.source_error,
+        "media": {**state.media.describe(), "codec_in_use": state.sending_codec}
+        if getattr(state, "media", None) is not None else None,
     }

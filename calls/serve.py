@@ -7,13 +7,14 @@ import logging
 import signal
 import ssl
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 from calls.console import Controls
 from calls.invites import DEFAULT_TTL_S, Invite
+from calls.media_options import MediaOptions
 from calls.server import CallServer, CallState
 from calls.tls import fingerprint, require_tls_for, self_signed, server_context
 from engine.errors import EvercallError
@@ -37,6 +38,7 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_self_signed: bool = False
+    media: MediaOptions = field(default_factory=MediaOptions)
 
     def ssl_context(self) -> tuple[ssl.SSLContext | None, str | None]:
         """(context, fingerprint): None for plain HTTP, which only a loopback bind may use."""
@@ -136,7 +138,8 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
     from engine.home import audit_log
 
     state = CallState(pipeline=pipeline, persona_name=persona.name, persona_id=persona_id(persona),
-                      audit=audit_log(), invite=Invite(ttl_s=options.invite_ttl_s), call_id=call_id)
+                      audit=audit_log(), invite=Invite(ttl_s=options.invite_ttl_s), call_id=call_id,
+                      media=options.media)
     state.record("invite_created", expires=state.invite.describe()["expires_at"])
     state.mode = options.mode
     call_box: list[RunningCall] = []

@@ -32,7 +32,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from calls.console import Controls, CpuMeter, figures
 from calls.ice import rtc_configuration
-from calls.transport import tune_receivers
+from calls.media_options import MediaOptions, answered_video_codec, prefer_codec
 from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
 from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_audio, consume_video
 from engine.media import VideoFrame
@@ -66,6 +66,8 @@ class CallState:
     call_id: str = ""  # names this call in the audit log and in the output's watermark
     mode: str = "swap"
     audit: Any = None  # engine.audit.AuditLog, or None to record nothing
+    media: MediaOptions = field(default_factory=MediaOptions)
+    sending_codec: str | None = None  # the video codec the far end accepted, once a call is answered
 
     def record(self, event: str, **fields: Any) -> None:
         """Append to the audit log without letting a logging failure end the call."""
@@ -255,7 +257,12 @@ class CallServer:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             return web.Response(status=400, text="bad offer: expected JSON with 'sdp' and 'type'")
         await self.close_peer()
-        tune_receivers()  # the far end's media: release frames when complete, small audio prefetch
+        media = self.state.media
+        media.apply_to_aiortc()  # encoders and jitter buffers of the connection built next
+        sdp, has_codec = prefer_codec(offer.sdp, "video", media.codec)
+        if not has_codec and "m=video" in sdp:
+            log.warning("the far end does not offer %s video: using its first choice", media.codec)
+        offer = RTCSessionDescription(sdp=sdp, type=offer.type)
         pc = RTCPeerConnection(rtc_configuration())
         self.state.peer = pc
 
@@ -285,11 +292,15 @@ class CallServer:
         try:
             await pc.setRemoteDescription(offer)
             offered = {t.kind for t in pc.getTransceivers()}  # answer only the media the far end asked for
+            pipeline = self.state.pipeline
             if "video" in offered:
-                pc.addTrack(PersonaVideoTrack(self.state.pipeline.video_out, self.state.pipeline.note_video_sent))
+                pc.addTrack(PersonaVideoTrack(pipeline.video_out, pipeline.note_video_sent, size=media.size,
+                                              max_fps=media.fps))
             if "audio" in offered:
-                pc.addTrack(PersonaAudioTrack(self.state.pipeline.audio_out, self.state.pipeline.note_audio_sent))
+                pc.addTrack(PersonaAudioTrack(pipeline.audio_out, pipeline.note_audio_sent,
+                                              frame=media.audio_frame_samples))
             await pc.setLocalDescription(await pc.createAnswer())
+            self.state.sending_codec = answered_video_codec(pc.localDescription.sdp)
         except Exception as exc:  # a malformed SDP must not take the server down
             await self.close_peer()
             return web.Response(status=400, text=f"cannot use this offer: {exc}")

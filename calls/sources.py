@@ -17,6 +17,7 @@ import numpy as np
 
 from engine.errors import DeviceError, MediaError
 from engine.media import AudioChunk, VideoFrame, now
+from engine.pipeline import AUDIO_BLOCK
 
 log = logging.getLogger(__name__)
 OnVideo = Callable[[VideoFrame], None]
@@ -185,7 +186,7 @@ class MicSource(Source):
         except OSError as exc:
             raise DeviceError("PortAudio is missing: install it (apt-get install libportaudio2)") from exc
         seq = [0]
-        block = AUDIO_RATE // 50
+        block = AUDIO_BLOCK  # 10 ms: each block waits for its last sample, so smaller is sooner
 
         def callback(indata, frames, time_info, status) -> None:
             t = now() - frames / AUDIO_RATE

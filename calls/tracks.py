@@ -13,6 +13,7 @@ import logging
 import time
 
 import av
+import cv2
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
@@ -23,32 +24,48 @@ from engine.stages import AudioRing, LatestSlot
 log = logging.getLogger(__name__)
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
-AUDIO_FRAME = 960  # 20 ms
+AUDIO_FRAME = 480  # 10 ms: see calls/encoders.py
 
 
 class PersonaVideoTrack(MediaStreamTrack):
-    """Sends each new converted frame once, stamped with its capture time."""
+    """Sends each new converted frame once, stamped with its capture time.
+
+    `size` scales the picture sent; `max_fps` skips frames that come sooner than the rate allows (a skipped
+    frame is never sent late: the next fresh one goes instead, so thinning adds no delay).
+    """
 
     kind = "video"
 
-    def __init__(self, source: LatestSlot[VideoFrame], on_sent=None) -> None:
+    def __init__(self, source: LatestSlot[VideoFrame], on_sent=None, size: tuple[int, int] | None = None,
+                 max_fps: float | None = None) -> None:
         super().__init__()
         self._source = source
         self._on_sent = on_sent  # called with each fresh frame's capture time (A/V delay measurement)
+        self._size = size
+        self._min_gap = 0.0 if not max_fps else 0.9 / max_fps  # 10% slack: camera clocks wobble
         self._version = 0
         self._t0: float | None = None
         self._last_pts = -1
         self._last: VideoFrame | None = None
 
+    async def _next_fresh(self) -> VideoFrame | None:
+        """The next frame newer than the last one sent and far enough after it; None if the source stalls."""
+        while True:
+            version, item = await self._source.wait_newer(self._version, timeout=0.5)
+            if item is None or version == self._version:
+                return None
+            self._version = version
+            if self._last is None or self._last.seq < 0 or item.t_capture - self._last.t_capture >= self._min_gap:
+                return item
+
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        version, item = await self._source.wait_newer(self._version, timeout=0.5)
-        fresh = item is not None and version != self._version
+        item = await self._next_fresh()
+        fresh = item is not None
         if not fresh:
             # Source stalled: repeat the last frame (or black before the first) rather than stall the call.
             item = self._last or VideoFrame(np.zeros((480, 640, 3), np.uint8), now(), -1)
-        self._version = version
         self._last = item
         stamp = item.t_capture if fresh else now()
         if fresh and self._on_sent is not None:
@@ -57,38 +74,61 @@ class PersonaVideoTrack(MediaStreamTrack):
             self._t0 = stamp
         pts = max(int((stamp - self._t0) * VIDEO_CLOCK), self._last_pts + 1)
         self._last_pts = pts
-        frame = av.VideoFrame.from_ndarray(item.image, format="bgr24")
+        image = item.image
+        if self._size is not None and image.shape[1::-1] != self._size:
+            shrinking = self._size[0] < image.shape[1]
+            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = pts
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         return frame
 
 
 class PersonaAudioTrack(MediaStreamTrack):
-    """Sends 20 ms of converted voice every 20 ms, paced by the wall clock; silence on underrun."""
+    """Sends converted voice in `frame`-sample packets as soon as each is complete.
+
+    The sender is driven by the audio, not by a timer: a packet leaves the moment the voice filter has
+    written its last sample, so no packet waits for a clock tick (a timer would hold each one for a random
+    0-20 ms, a different amount in every call). When the voice stops coming for `grace_s` past the moment
+    the next packet was due (a stalled microphone, a muted source), silence goes out on the nominal clock
+    instead, so the far end's playout never stalls; the ring is trimmed to `max_buffer_s` so a burst can
+    never leave a standing delay.
+    """
 
     kind = "audio"
 
-    def __init__(self, ring: AudioRing, on_sent=None, max_buffer_s: float = 0.04) -> None:
+    def __init__(self, ring: AudioRing, on_sent=None, frame: int = AUDIO_FRAME, max_buffer_s: float = 0.04,
+                 grace_s: float = 0.03) -> None:
         super().__init__()
         self._ring = ring
         self._on_sent = on_sent  # called with the capture time of each block sent
+        self._frame = frame
         self._max_buffer_s = max_buffer_s
-        self._start: float | None = None
+        self._grace_s = grace_s
+        self._due: float | None = None  # when the next packet should be complete
+        self._flowing = False  # the last packet carried voice (else: silence on the nominal clock)
         self._pts = 0
+        self.silent_packets = 0
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            wait = self._start + self._pts / AUDIO_RATE - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        # A source clock faster than ours (a real microphone) slowly fills the ring: trim it back, so the
-        # voice delay stays constant instead of creeping up to the ring's capacity.
+        period = self._frame / AUDIO_RATE
+        loop_now = time.monotonic()
+        if self._due is None:
+            self._due = loop_now
+        deadline = self._due + (self._grace_s if self._flowing else 0.0)
+        got = await self._ring.wait_for(self._frame, deadline - loop_now)
         self._ring.trim_to(self._max_buffer_s)
-        samples, t_first = self._ring.read(AUDIO_FRAME)
+        samples, t_first = self._ring.read(self._frame)
+        self._flowing = got
+        if got:
+            self._due = time.monotonic() + period
+        else:
+            # Silence keeps the nominal clock: the packets a stall left out go at once (the far end's
+            # timeline stays on time), then one per period while the stall lasts.
+            self.silent_packets += 1
+            self._due += period
         if self._on_sent is not None:
             self._on_sent(t_first)
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
@@ -96,7 +136,7 @@ class PersonaAudioTrack(MediaStreamTrack):
         frame.sample_rate = AUDIO_RATE
         frame.pts = self._pts
         frame.time_base = fractions.Fraction(1, AUDIO_RATE)
-        self._pts += AUDIO_FRAME
+        self._pts += self._frame
         return frame
 
 

@@ -18,7 +18,7 @@ from engine.metrics import Metrics
 from engine.stages import AudioRing, DelayLine, LatestSlot, Worker
 
 AUDIO_RATE = 48000
-AUDIO_BLOCK = 960  # 20 ms at 48 kHz: the WebRTC/Opus frame
+AUDIO_BLOCK = 480  # 10 ms at 48 kHz: the microphone block and the Opus packet (see calls/encoders.py)
 EMA = 0.05  # weight of each new sample in the measured send delays (about 20 samples' memory)
 
 

@@ -23,6 +23,44 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+class AsyncWaiters:
+    """asyncio readers parked on a buffer that threads fill: `park` under the buffer's lock, `wake` after.
+
+    A writer thread cannot resolve a future directly (futures belong to their event loop), so each one is
+    resolved through its loop's `call_soon_threadsafe`.
+    """
+
+    def __init__(self) -> None:
+        self._parked: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    def park(self) -> asyncio.Future:
+        """A future that the next `wake` resolves (call with the owner's lock held)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._parked.append((loop, fut))
+        return fut
+
+    def take(self) -> list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]:
+        """Everything parked so far, emptied (call with the owner's lock held, then `wake` outside it)."""
+        parked, self._parked = self._parked, []
+        return parked
+
+    @staticmethod
+    def wake(parked: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]) -> None:
+        for loop, fut in parked:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    @staticmethod
+    async def until(fut: asyncio.Future, timeout: float) -> bool:
+        """Await `fut` for at most `timeout` s; True when it was resolved."""
+        try:
+            await asyncio.wait_for(fut, max(0.0, timeout))
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+
 class LatestSlot(Generic[T]):
     """Newest-wins mailbox. `put` never blocks; readers wait for an item newer than the one they saw."""
 
@@ -33,7 +71,7 @@ class LatestSlot(Generic[T]):
         self._taken = 0
         self._closed = False
         self._on_drop = on_drop
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._waiters = AsyncWaiters()
 
     def put(self, item: T) -> None:
         with self._cond:
@@ -42,9 +80,8 @@ class LatestSlot(Generic[T]):
             self._item = item
             self._version += 1
             self._cond.notify_all()
-            waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_resolve, fut)
+            parked = self._waiters.take()
+        AsyncWaiters.wake(parked)
 
     def get(self, timeout: float | None = None) -> T | None:
         """Block for an item not yet taken by `get`; None on timeout or close."""
@@ -63,25 +100,19 @@ class LatestSlot(Generic[T]):
 
     async def wait_newer(self, version: int, timeout: float) -> tuple[int, T | None]:
         """Await an item whose version is above `version` (for asyncio readers such as WebRTC tracks)."""
-        loop = asyncio.get_running_loop()
         with self._cond:
             if self._version > version or self._closed:
                 return self._version, self._item
-            fut = loop.create_future()
-            self._waiters.append((loop, fut))
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            pass
+            fut = self._waiters.park()
+        await AsyncWaiters.until(fut, timeout)
         return self.peek()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_resolve, fut)
+            parked = self._waiters.take()
+        AsyncWaiters.wake(parked)
 
     @property
     def closed(self) -> bool:
@@ -108,6 +139,7 @@ class AudioRing:
         self._lock = threading.Condition()
         self.dropped_samples = 0
         self.underrun_samples = 0
+        self._waiters = AsyncWaiters()
 
     def write(self, samples: np.ndarray, t_capture: float) -> None:
         with self._lock:
@@ -121,6 +153,8 @@ class AudioRing:
                 if self._t_first is not None:
                     self._t_first += excess / self.sample_rate
             self._lock.notify_all()
+            parked = self._waiters.take()
+        AsyncWaiters.wake(parked)
 
     def take(self, n: int, timeout: float) -> tuple[np.ndarray, float] | None:
         """Block until n samples are buffered and return them with the first one's capture time."""
@@ -131,6 +165,18 @@ class AudioRing:
             t_first = self._t_first if self._t_first is not None else now()
             self._t_first = t_first + n / self.sample_rate if self._buf.size else None
             return out, t_first
+
+    async def wait_for(self, n: int, timeout: float) -> bool:
+        """Await (on an event loop) until n samples are buffered; False if `timeout` s pass first."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            with self._lock:
+                if self._buf.size >= n:
+                    return True
+                fut = self._waiters.park()
+            if not await AsyncWaiters.until(fut, deadline - asyncio.get_running_loop().time()):
+                with self._lock:
+                    return self._buf.size >= n
 
     def read(self, n: int) -> tuple[np.ndarray, float | None]:
         """n samples and the capture time of the first (None when it was all padding)."""

@@ -110,3 +110,12 @@ def test_delay_line_sends_only_the_newest_of_overdue_items() -> None:
     time.sleep(0.1)
     line.close()
     assert released[-1] == 4 and sum(dropped) + len(released) == 5
+
+
+async def test_audio_ring_wakes_an_async_reader_when_enough_samples_arrive() -> None:
+    ring = AudioRing(1000, capacity_s=1.0)
+    writer = threading.Timer(0.05, lambda: [ring.write(np.ones(30, np.float32), now()) for _ in range(2)])
+    writer.start()
+    assert await ring.wait_for(50, timeout=2.0), "60 samples arrived: the reader must be woken"
+    assert ring.buffered_s * 1000 == 60
+    assert not await ring.wait_for(100, timeout=0.05), "only 60 samples: the wait must time out"
