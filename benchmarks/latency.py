@@ -35,7 +35,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -236,37 +235,44 @@ class BarcodeSource(Source):
 class LoadProbe:
     """How contended the CPU is while a path is measured: wall time over CPU time of a fixed Python task.
 
-    Every 200 ms a thread burns 10 ms of CPU in pure Python (5% of one core) and notes how much wall time
-    that took. On an idle core the ratio is 1; when other processes or our own threads hold the cores (or
-    the GIL) the task is preempted and the ratio grows (3 busy processes on 2 cores: about 3-6). A task
-    much shorter than a scheduler slice would not see it. Reported with every path, so a slow figure can
-    be told apart from a loaded machine.
+    Every 200 ms a helper process burns 10 ms of CPU in pure Python (5% of one core) and notes how much
+    wall time that took. On an idle core the ratio is 1; when other processes or the relay's threads hold
+    the cores the task is preempted and the ratio grows (3 busy processes on 2 cores: about 3-6). A task
+    much shorter than a scheduler slice would not see it. The task runs in its own process so that it
+    competes for cores like any neighbour but never for the relay's GIL: run as a thread, its 10 ms bursts
+    held up one frame in twenty and made the video's p95 the probe's. Reported with every path, so a slow
+    figure can be told apart from a loaded machine.
     """
+
+    SCRIPT = """
+import sys, time
+every, cpu = float(sys.argv[1]), float(sys.argv[2])
+while True:
+    time.sleep(every)
+    w0, c0 = time.perf_counter(), time.process_time()
+    total = 0
+    while time.process_time() - c0 < cpu:
+        for i in range(2000):
+            total += i * i
+    print((time.perf_counter() - w0) / (time.process_time() - c0), flush=True)
+"""
 
     def __init__(self, every_s: float = 0.2, cpu_s: float = 0.01) -> None:
         self.ratios: list[float] = []
-        self._every, self._cpu = every_s, cpu_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-load-probe", daemon=True)
+        self._args = [str(every_s), str(cpu_s)]
+        self._proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "LoadProbe":
-        self._thread.start()
+        self._proc = subprocess.Popen([sys.executable, "-c", self.SCRIPT, *self._args], stdout=subprocess.PIPE,
+                                      stdin=subprocess.DEVNULL, text=True)
         return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            w0, c0 = time.perf_counter(), time.thread_time()
-            total = 0
-            while time.thread_time() - c0 < self._cpu:
-                for i in range(2000):
-                    total += i * i
-            cpu = time.thread_time() - c0
-            self.ratios.append((time.perf_counter() - w0) / cpu)
 
     def stop(self) -> Optional[float]:
         """Stop and return the median ratio (None if no sample was taken)."""
-        self._stop.set()
-        self._thread.join(1.0)
+        if self._proc is not None:
+            self._proc.terminate()
+            out, _ = self._proc.communicate(timeout=5)
+            self.ratios = [float(line) for line in out.split() if line.strip()]
         return round(float(np.median(self.ratios)), 2) if self.ratios else None
 
 
@@ -667,8 +673,9 @@ def _stock_receivers() -> Iterator[None]:
 
 
 # -- several paths ----------------------------------------------------------------------------------------
-def standard_paths(full: bool = False) -> dict[str, tuple[Factory, bool]]:
-    """name -> (pipeline factory, tuned receivers): passthrough and default, plus comparisons in full runs."""
+def standard_paths(full: bool = False) -> dict[str, tuple]:
+    """name -> (pipeline factory, tuned receivers[, MediaOptions]): passthrough and default, plus comparisons
+    in full runs (no A/V hold, aiortc's stock receive buffers, 20 ms Opus packets)."""
     persona_box: list = []
 
     def default() -> CallPipeline:
@@ -676,7 +683,7 @@ def standard_paths(full: bool = False) -> dict[str, tuple[Factory, bool]]:
             persona_box.append(demo_persona())
         return default_pipeline(persona_box[0])
 
-    paths: dict[str, tuple[Factory, bool]] = {
+    paths: dict[str, tuple] = {
         "passthrough": (passthrough_pipeline, True),
         "default": (default, True),
     }
@@ -684,10 +691,17 @@ def standard_paths(full: bool = False) -> dict[str, tuple[Factory, bool]]:
         paths["passthrough_no_align"] = (lambda: CallPipeline(lambda f: f, IdentityVoice(), align_av=False).start(),
                                          True)
         paths["passthrough_stock_receivers"] = (passthrough_pipeline, False)
+        paths["passthrough_opus_20ms"] = (passthrough_pipeline, True, _media(audio_frame_ms=20))
     return paths
 
 
-async def measure(paths: dict[str, tuple[Factory, bool]], seconds: float, warmup: float = 1.5) -> dict:
+def _media(**options):
+    from calls.media_options import MediaOptions
+
+    return MediaOptions(**options)
+
+
+async def measure(paths: dict[str, tuple], seconds: float, warmup: float = 1.5) -> dict:
     """Measure each path in turn in this event loop; returns {"paths": {...}, "settings": {...}}."""
     photo = await asyncio.to_thread(demo_operator_photo)
     started = time.perf_counter()

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 COLOURS = {"passthrough": "#4C72B0", "default": "#DD8452", "passthrough_no_align": "#55A868",
-           "passthrough_stock_receivers": "#8172B3"}
+           "passthrough_stock_receivers": "#8172B3", "passthrough_opus_20ms": "#937860"}
 LABELS = {"passthrough": "passthrough relay", "default": "default filters",
-          "passthrough_no_align": "passthrough, no A/V hold", "passthrough_stock_receivers": "passthrough, stock aiortc"}
+          "passthrough_no_align": "passthrough, no A/V hold", "passthrough_stock_receivers": "passthrough, stock aiortc",
+          "passthrough_opus_20ms": "passthrough, 20 ms Opus"}
 STAGE_COLOURS = {"face filter": "#DD8452", "voice filter": "#DD8452", "A/V hold": "#C9C9C9",
                  "buffering": "#C9C9C9", "WebRTC": "#4C72B0"}
 

@@ -30,11 +30,13 @@ def _pair(a: Optional[float], b: Optional[float]) -> str:
 
 def latency_rows(suite: dict) -> list[str]:
     paths = suite.get("latency", {}).get("paths", {})
-    names = [n for n in ("passthrough", "default", "passthrough_no_align", "passthrough_stock_receivers") if n in paths]
+    names = [n for n in ("passthrough", "default", "passthrough_no_align", "passthrough_stock_receivers",
+                         "passthrough_opus_20ms") if n in paths]
     if not names:
         return []
     titles = {"passthrough": "passthrough relay", "default": "default filters",
-              "passthrough_no_align": "passthrough, no A/V hold", "passthrough_stock_receivers": "passthrough, stock aiortc receive"}
+              "passthrough_no_align": "passthrough, no A/V hold", "passthrough_stock_receivers": "passthrough, stock aiortc receive",
+              "passthrough_opus_20ms": "passthrough, 20 ms Opus packets"}
     rows = [f"| same run, loopback | {' | '.join(titles[n] for n in names)} |",
             "| --- |" + " ---: |" * len(names)]
 
@@ -52,6 +54,8 @@ def latency_rows(suite: dict) -> list[str]:
     row("voice filter: latency + processing (p50)", lambda p: _ms(p["filters_ms"]["voice_own"]))
     row("added beyond the filters, video / audio (p50)",
         lambda p: _pair(p["added_beyond_filters_ms"]["video_p50"], p["added_beyond_filters_ms"]["audio_p50"]))
+    row("added beyond the filters, video / audio (p95)",
+        lambda p: _pair(p["added_beyond_filters_ms"]["video_p95"], p["added_beyond_filters_ms"]["audio_p95"]))
     row("… of which A/V hold (video) / buffering (audio)",
         lambda p: _pair(p["stages_ms"]["video_av_hold"], p["stages_ms"]["audio_buffering"]))
     row("… of which WebRTC leg, video / audio (p50)",

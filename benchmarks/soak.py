@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.latency import (
+    CLIENT_AUDIO_PREFETCH,
     Arrivals,
     BarcodeSource,
     _far_end,
@@ -65,7 +66,7 @@ async def soak(minutes: float, window_s: float = 30.0) -> dict:
     windows = []
     pc, tasks = None, []
     try:
-        with receivers_tuned():
+        with receivers_tuned(audio_prefetch=CLIENT_AUDIO_PREFETCH):
             pc, tasks = await _far_end(url, arrivals, first)
         await asyncio.wait_for(first.wait(), 30)
         await asyncio.sleep(3.0)

@@ -2,8 +2,8 @@
 
 `run(quick)` returns one JSON-ready dict; `write(suite, json_path, plots_dir)` saves it and its PNG plots.
 Quick mode (CI, `evercall bench --quick`) keeps every section but measures less: about a minute and a half
-on two cores. Full mode measures longer and adds two comparison paths (no A/V hold; aiortc's stock
-receive buffers) and the calls-per-machine scan.
+on two cores. Full mode measures longer and adds three comparison paths (no A/V hold; aiortc's stock
+receive buffers; 20 ms Opus packets) and the calls-per-machine scan.
 
 Every figure comes from this one run on this one machine: compare ratios inside a result, and compare
 results only between runs on the same kind of machine (the machine block says which).

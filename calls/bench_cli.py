@@ -85,7 +85,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("--quick", action="store_true",
                        help="CI size: 6 s per relay path, short face/watermark runs (about 1.5 minutes); "
-                            "without it: 20 s per path, two comparison paths and the calls-per-machine scan "
+                            "without it: 20 s per path, three comparison paths and the calls-per-machine scan "
                             "(about 10 minutes on 2 cores)")
     bench.add_argument("--json", type=Path, metavar="PATH",
                        help=f"where to write the results (default {DEFAULT_DIR}/suite.json; the JSON says "
