@@ -16,7 +16,6 @@ Senders that already have an encoder keep it. `restore_senders()` puts aiortc's 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -28,7 +27,8 @@ from aiortc.codecs.opus import SAMPLE_RATE, OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from av import AudioResampler
 
-log = logging.getLogger(__name__)
+from calls.aiortc_patch import NamePatch
+
 
 OPUS_FRAME_MS = (10, 20)  # frame lengths both Opus and every browser handle; 2.5/5 ms cost too many packets
 
@@ -99,11 +99,8 @@ def _capped(base: type, floor_bps: int) -> type:
 CappedVp8Encoder = _capped(Vp8Encoder, vpx.MIN_BITRATE)
 CappedH264Encoder = _capped(H264Encoder, h264.MIN_BITRATE)
 
-_active: Optional[SendTuning] = None
-
-
 def _get_encoder(codec):
-    tuning = _active or SendTuning()
+    tuning = _patch.settings_or(SendTuning())
     mime = codec.mimeType.lower()
     if mime == "audio/opus":
         return LowDelayOpusEncoder(tuning.opus_frame_ms)
@@ -114,9 +111,14 @@ def _get_encoder(codec):
 
 
 def _aiortc_has_what_we_patch() -> bool:
-    return getattr(_sender, "get_encoder", None) in (aiortc_get_encoder, _get_encoder) and all(
-        hasattr(base(), capped.private_attribute)
-        for base, capped in ((Vp8Encoder, CappedVp8Encoder), (H264Encoder, CappedH264Encoder)))
+    return all(hasattr(base(), capped.private_attribute)
+               for base, capped in ((Vp8Encoder, CappedVp8Encoder), (H264Encoder, CappedH264Encoder)))
+
+
+_patch: NamePatch[SendTuning] = NamePatch(
+    _sender, "get_encoder", aiortc_get_encoder, _get_encoder, _aiortc_has_what_we_patch,
+    "aiortc's sender is not the one calls/encoders.py was written for: send tuning skipped (20 ms Opus "
+    "frames, aiortc's video bitrate)")
 
 
 def tune_senders(tuning: SendTuning = SendTuning()) -> Optional[SendTuning]:
@@ -125,24 +127,14 @@ def tune_senders(tuning: SendTuning = SendTuning()) -> Optional[SendTuning]:
     Returns the settings in force, or None when this aiortc lacks what the patch relies on (it is then left
     as it is: 20 ms Opus frames, which costs latency but nothing else).
     """
-    global _active
-    if not _aiortc_has_what_we_patch():
-        log.warning("aiortc's sender is not the one calls/encoders.py was written for: send tuning skipped "
-                    "(20 ms Opus frames, aiortc's video bitrate)")
-        return None
-    _active = tuning
-    _sender.get_encoder = _get_encoder  # type: ignore[attr-defined]
-    return _active
+    return _patch.apply(tuning)
 
 
 def restore_senders() -> None:
     """Give senders built from now on aiortc's own encoders again (idempotent)."""
-    global _active
-    _active = None
-    if getattr(_sender, "get_encoder", None) is _get_encoder:
-        _sender.get_encoder = aiortc_get_encoder  # type: ignore[attr-defined]
+    _patch.restore()
 
 
 def current_send_tuning() -> Optional[SendTuning]:
     """The settings senders are built with now, or None for aiortc's own encoders."""
-    return _active if getattr(_sender, "get_encoder", None) is _get_encoder else None
+    return _patch.current()

@@ -1,4 +1,4 @@
-"""Receive-side tuning of aiortc's jitter buffers: the one place where evercall patches aiortc.
+"""Receive-side tuning of aiortc's jitter buffers (the send side is calls/encoders.py; both rebind one name).
 
 Why. aiortc 1.16 reassembles incoming RTP in `aiortc.jitterbuffer.JitterBuffer`, built by
 `RTCRtpReceiver.__init__` as `JitterBuffer(capacity=512, is_video=True)` for video and
@@ -25,7 +25,6 @@ that the names it relies on are there and leaves aiortc untouched (with a warnin
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
@@ -34,7 +33,8 @@ import aiortc.jitterbuffer as _jb
 import aiortc.rtcrtpreceiver as _receiver
 from aiortc.jitterbuffer import JitterFrame
 
-log = logging.getLogger(__name__)
+from calls.aiortc_patch import NamePatch
+
 
 AIORTC_JITTER_BUFFER = _jb.JitterBuffer  # aiortc's own class, taken from its defining module, never patched
 AUDIO_CAPACITY = 16  # packets: what aiortc gives its audio buffer
@@ -54,9 +54,6 @@ class ReceiveTuning:
     audio_prefetch: int = 1
 
 
-_active: Optional[ReceiveTuning] = None
-
-
 class TunedJitterBuffer(AIORTC_JITTER_BUFFER):
     """aiortc's jitter buffer plus release-on-marker (video) and a configurable audio prefetch.
 
@@ -66,7 +63,7 @@ class TunedJitterBuffer(AIORTC_JITTER_BUFFER):
 
     def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False,
                  tuning: Optional[ReceiveTuning] = None) -> None:
-        tuning = tuning or _active or ReceiveTuning()
+        tuning = tuning or _patch.settings_or(ReceiveTuning())
         if not is_video:
             prefetch = tuning.audio_prefetch
         super().__init__(capacity, prefetch=prefetch, is_video=is_video)
@@ -106,9 +103,13 @@ class TunedJitterBuffer(AIORTC_JITTER_BUFFER):
 
 
 def _aiortc_has_what_we_patch() -> bool:
-    return (getattr(_receiver, "JitterBuffer", None) in (AIORTC_JITTER_BUFFER, TunedJitterBuffer)
-            and callable(getattr(AIORTC_JITTER_BUFFER, "_remove_frame", None))
-            and hasattr(AIORTC_JITTER_BUFFER, "remove"))
+    return callable(getattr(AIORTC_JITTER_BUFFER, "_remove_frame", None)) and hasattr(AIORTC_JITTER_BUFFER, "remove")
+
+
+_patch: NamePatch[ReceiveTuning] = NamePatch(
+    _receiver, "JitterBuffer", AIORTC_JITTER_BUFFER, TunedJitterBuffer, _aiortc_has_what_we_patch,
+    "aiortc's jitter buffer is not the one calls/transport.py was written for: receive tuning skipped "
+    "(video waits one extra frame interval, audio 80 ms)")
 
 
 def tune_receivers(video_release_on_marker: bool = True, audio_prefetch: int = 1) -> Optional[ReceiveTuning]:
@@ -117,29 +118,19 @@ def tune_receivers(video_release_on_marker: bool = True, audio_prefetch: int = 1
     Idempotent; returns the settings now in force, or None when this aiortc lacks what the patch needs
     (it is then left as it is, which costs latency but nothing else).
     """
-    global _active
     if not 0 <= audio_prefetch < AUDIO_CAPACITY:
         raise ValueError(f"audio_prefetch must be 0..{AUDIO_CAPACITY - 1} packets, got {audio_prefetch}")
-    if not _aiortc_has_what_we_patch():
-        log.warning("aiortc's jitter buffer is not the one calls/transport.py was written for: receive "
-                    "tuning skipped (video waits one extra frame interval, audio 80 ms)")
-        return None
-    _active = ReceiveTuning(video_release_on_marker, audio_prefetch)
-    _receiver.JitterBuffer = TunedJitterBuffer  # type: ignore[attr-defined]
-    return _active
+    return _patch.apply(ReceiveTuning(video_release_on_marker, audio_prefetch))
 
 
 def restore_receivers() -> None:
     """Give receivers built from now on aiortc's own jitter buffer again (idempotent)."""
-    global _active
-    _active = None
-    if getattr(_receiver, "JitterBuffer", None) is TunedJitterBuffer:
-        _receiver.JitterBuffer = AIORTC_JITTER_BUFFER  # type: ignore[attr-defined]
+    _patch.restore()
 
 
 def current_tuning() -> Optional[ReceiveTuning]:
     """The settings receivers are built with now, or None for aiortc's own behaviour."""
-    return _active if getattr(_receiver, "JitterBuffer", None) is TunedJitterBuffer else None
+    return _patch.current()
 
 
 @contextlib.contextmanager

@@ -40,6 +40,11 @@ class AsyncWaiters:
         self._parked.append((loop, fut))
         return fut
 
+    def forget(self, fut: asyncio.Future) -> None:
+        """Drop a future whose reader stopped waiting (call with the owner's lock held): a reader that times
+        out again and again on a silent buffer must not pile up futures until the next write."""
+        self._parked = [(loop, f) for loop, f in self._parked if f is not fut]
+
     def take(self) -> list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]:
         """Everything parked so far, emptied (call with the owner's lock held, then `wake` outside it)."""
         parked, self._parked = self._parked, []
@@ -104,7 +109,9 @@ class LatestSlot(Generic[T]):
             if self._version > version or self._closed:
                 return self._version, self._item
             fut = self._waiters.park()
-        await AsyncWaiters.until(fut, timeout)
+        if not await AsyncWaiters.until(fut, timeout):
+            with self._cond:
+                self._waiters.forget(fut)
         return self.peek()
 
     def close(self) -> None:
@@ -176,6 +183,7 @@ class AudioRing:
                 fut = self._waiters.park()
             if not await AsyncWaiters.until(fut, deadline - asyncio.get_running_loop().time()):
                 with self._lock:
+                    self._waiters.forget(fut)
                     return self._buf.size >= n
 
     def read(self, n: int) -> tuple[np.ndarray, float | None]:

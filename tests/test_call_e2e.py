@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import aiohttp
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from calls.ice import rtc_configuration
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
+from tests.farend import join_for
 from tests.identity import distance, face_descriptor
 
 
 async def _join(url: str, seconds: float) -> dict:
-    pc = RTCPeerConnection(rtc_configuration())
-    pc.addTransceiver("video", direction="recvonly")
-    pc.addTransceiver("audio", direction="recvonly")
     got: dict = {"frames": [], "audio": []}
-    tasks = []
-
-    @pc.on("track")
-    def on_track(track) -> None:
-        async def pull() -> None:
-            while True:
-                frame = await track.recv()
-                if track.kind == "video":
-                    got["frames"].append(frame.to_ndarray(format="bgr24"))
-                else:
-                    got["audio"].append(frame.to_ndarray().astype(np.float32).reshape(-1) / 32768.0)
-        tasks.append(asyncio.ensure_future(pull()))
-
-    await pc.setLocalDescription(await pc.createOffer())
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url + "/offer", json={"sdp": pc.localDescription.sdp,
-                                                      "type": pc.localDescription.type}) as resp:
-            assert resp.status == 200, await resp.text()
-            answer = await resp.json()
-    await pc.setRemoteDescription(RTCSessionDescription(**answer))
-    await asyncio.sleep(seconds)
-    got["state"] = pc.connectionState
-    for task in tasks:
-        task.cancel()
-    await pc.close()
+    joined = await join_for(url, seconds,
+                            on_video=lambda f: got["frames"].append(f.to_ndarray(format="bgr24")),
+                            on_audio=lambda f: got["audio"].append(f.to_ndarray().astype(np.float32).reshape(-1) / 32768.0))
+    got["state"] = joined["state"]
     return got
 
 

@@ -3,16 +3,14 @@ gets what the operator asked for."""
 
 from __future__ import annotations
 
-import asyncio
 import fractions
 
-import aiohttp
 import aiortc.rtcrtpsender as sender_module
 import av
 import numpy as np
 import pytest
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -25,13 +23,13 @@ from calls.encoders import (
     restore_senders,
     tune_senders,
 )
-from calls.ice import rtc_configuration
 from calls.media_options import MediaOptions, answered_video_codec, prefer_codec
 from calls.server import CallServer, CallState
 from calls.sources import FileSource
 from calls.transport import restore_receivers
 from engine.errors import EvercallError
 from engine.pipeline import CallPipeline
+from tests.farend import join_for
 
 RATE = 48000
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
@@ -116,39 +114,6 @@ async def test_prefer_codec_reorders_an_offer_and_the_answer_follows() -> None:
     await far.close()
 
 
-async def _join_and_collect(url: str, seconds: float) -> dict:
-    pc = RTCPeerConnection(rtc_configuration())
-    pc.addTransceiver("video", direction="recvonly")
-    pc.addTransceiver("audio", direction="recvonly")
-    got: dict = {"sizes": [], "audio_samples": []}
-    tasks = []
-
-    @pc.on("track")
-    def on_track(track) -> None:
-        async def pull() -> None:
-            while True:
-                frame = await track.recv()
-                if track.kind == "video":
-                    got["sizes"].append((frame.width, frame.height))
-                else:
-                    got["audio_samples"].append(frame.samples)
-        tasks.append(asyncio.ensure_future(pull()))
-
-    await pc.setLocalDescription(await pc.createOffer())
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url + "/offer", json={"sdp": pc.localDescription.sdp,
-                                                      "type": pc.localDescription.type}) as resp:
-            assert resp.status == 200, await resp.text()
-            answer = await resp.json()
-    got["answer_codec"] = answered_video_codec(answer["sdp"])
-    await pc.setRemoteDescription(RTCSessionDescription(**answer))
-    await asyncio.sleep(seconds)
-    for task in tasks:
-        task.cancel()
-    await pc.close()
-    return got
-
-
 async def test_far_end_gets_the_codec_size_and_packet_length_asked_for(demo) -> None:
     class Identity:
         latency_s = 0.0
@@ -165,13 +130,16 @@ async def test_far_end_gets_the_codec_size_and_packet_length_asked_for(demo) -> 
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
     source = FileSource(demo.operator_clip, loop=True).start(pipeline.push_video, pipeline.push_audio)
+    got: dict = {"sizes": [], "audio_samples": []}
     try:
-        got = await _join_and_collect(f"http://127.0.0.1:{port}/join/{state.invite.token}", seconds=3.0)
+        joined = await join_for(f"http://127.0.0.1:{port}/join/{state.invite.token}", 3.0,
+                                on_video=lambda f: got["sizes"].append((f.width, f.height)),
+                                on_audio=lambda f: got["audio_samples"].append(f.samples))
     finally:
         source.stop()
         await runner.cleanup()
         pipeline.close()
-    assert got["answer_codec"] == "h264" and state.sending_codec == "h264"
+    assert answered_video_codec(joined["answer_sdp"]) == "h264" and state.sending_codec == "h264"
     assert len(got["sizes"]) > 20 and set(got["sizes"]) == {(320, 240)}
     assert len(got["audio_samples"]) > 100
     assert np.median(got["audio_samples"]) == 480, "each Opus packet carries 10 ms"

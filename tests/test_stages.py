@@ -119,3 +119,12 @@ async def test_audio_ring_wakes_an_async_reader_when_enough_samples_arrive() -> 
     assert await ring.wait_for(50, timeout=2.0), "60 samples arrived: the reader must be woken"
     assert ring.buffered_s * 1000 == 60
     assert not await ring.wait_for(100, timeout=0.05), "only 60 samples: the wait must time out"
+
+
+async def test_readers_that_time_out_leave_nothing_behind() -> None:
+    ring = AudioRing(1000, capacity_s=1.0)
+    slot: LatestSlot[VideoFrame] = LatestSlot()
+    for _ in range(50):  # a silent microphone and a stalled camera, polled for an hour, in miniature
+        assert not await ring.wait_for(10, timeout=0.0)
+        await slot.wait_newer(0, timeout=0.0)
+    assert not ring._waiters._parked and not slot._waiters._parked, "timed-out waits must not pile up"
