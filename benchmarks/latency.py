@@ -373,6 +373,7 @@ async def _far_end(url: str, arrivals: Arrivals, first_frame: asyncio.Event):
     from aiortc.mediastreams import MediaStreamError
 
     from calls.ice import rtc_configuration
+    from calls.tracks import frame_to_mono
 
     pc = RTCPeerConnection(rtc_configuration())
     pc.addTransceiver("video", direction="recvonly")
@@ -394,10 +395,7 @@ async def _far_end(url: str, arrivals: Arrivals, first_frame: asyncio.Event):
         while True:
             frame = await track.recv()
             t = now()
-            pcm = frame.to_ndarray().astype(np.float32).reshape(-1) / 32768.0
-            channels = len(frame.layout.channels)
-            mono = pcm.reshape(-1, channels).mean(axis=1) if channels > 1 else pcm
-            arrivals.audio.append((t, mono))
+            arrivals.audio.append((t, frame_to_mono(frame)))
 
     async def guard(coro) -> None:
         try:

@@ -51,7 +51,6 @@ class Controls:
         self.state = state
         self._rebuild_face = rebuild_face
         self._end_call = end_call
-        self._close_face: Callable[[], None] | None = None
 
     async def apply(self, command: dict) -> dict:
         """Carry out one command; returns {"ok": bool, "message": str}."""
@@ -76,10 +75,7 @@ class Controls:
                 face, close = await asyncio.to_thread(self._rebuild_face, mode)
             except Exception as exc:  # a bad mode or photo must not end the call
                 return {"ok": False, "message": f"cannot switch to {mode}: {exc}"}
-            pipeline.set_face(face)
-            if self._close_face:
-                self._close_face()
-            self._close_face = close
+            pipeline.set_face(face, close)
             self.state.mode = mode
             return {"ok": True, "message": f"face mode: {mode}"}
         if action == "end":

@@ -48,13 +48,14 @@ def cmd_vcam(args: argparse.Namespace) -> int:
     from calls.cli import _persona_from_args, _source_from_args
     from calls.devices import AudioOutputSink, VirtualCameraSink, find_audio_device
     from calls.serve import build_pipeline, new_call_id, persona_id
+    from engine.pipeline import AUDIO_RATE
     from engine.home import audit_log
 
     persona = _persona_from_args(args, "call")
     mic_out = find_audio_device(args.virtual_mic, output=True) if args.virtual_mic else None
     source = _source_from_args(args)
     call_id = new_call_id()
-    pipeline = build_pipeline(persona, args.mode, 48000, args.backend, args.models_dir, call_id,
+    pipeline = build_pipeline(persona, args.mode, AUDIO_RATE, args.backend, args.models_dir, call_id,
                               args.voice_backend)
     sinks = []
     try:

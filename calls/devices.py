@@ -39,12 +39,18 @@ class AudioDevice:
     default_rate: float
 
 
-def audio_devices() -> list[AudioDevice]:
-    """PortAudio's devices; a missing PortAudio library is a DeviceError that says how to install it."""
+def sounddevice_module():
+    """The sounddevice module; a missing PortAudio library is a DeviceError that says how to install it."""
     try:
-        import sounddevice as sd
+        import sounddevice
     except OSError as exc:
         raise DeviceError("PortAudio is missing: install it (apt-get install libportaudio2)") from exc
+    return sounddevice
+
+
+def audio_devices() -> list[AudioDevice]:
+    """PortAudio's devices."""
+    sd = sounddevice_module()
     return [AudioDevice(i, d["name"], d["max_input_channels"], d["max_output_channels"], d["default_samplerate"])
             for i, d in enumerate(sd.query_devices())]
 
@@ -98,7 +104,6 @@ class VirtualCameraSink:
         self._size = (width, height)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="evercall-vcam", daemon=True)
-        self.frames_sent = 0
 
     def start(self) -> "VirtualCameraSink":
         self._thread.start()
@@ -115,7 +120,6 @@ class VirtualCameraSink:
             if image.shape[1::-1] != self._size:
                 image = cv2.resize(image, self._size)
             self._cam.send(np.ascontiguousarray(image))
-            self.frames_sent += 1
             self._cam.sleep_until_next_frame()
 
     def stop(self) -> None:
@@ -128,11 +132,7 @@ class AudioOutputSink:
     """Plays a bounded ring on an output device (the virtual microphone, or the operator's speaker)."""
 
     def __init__(self, ring, device: int | None, on_sent=None, name: str = "output") -> None:
-        try:
-            import sounddevice as sd
-        except OSError as exc:
-            raise DeviceError("PortAudio is missing: install it (apt-get install libportaudio2)") from exc
-        self._ring, self._on_sent = ring, on_sent
+        sd = sounddevice_module()
 
         def callback(outdata, frames, time_info, status) -> None:
             ring.trim_to(0.06)  # the device's clock may run slower than the source's: keep the delay flat

@@ -11,10 +11,9 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from engine.audit import AuditLog
 from engine.consent import USES, ConsentRecord, parse_scope, sha256_file
 from engine.errors import ConsentError, PersonaError
-from engine.store import PersonaStore, default_home
+from engine.store import PersonaStore
 
 STORE_HELP = """\
 Where and how personas are kept:
@@ -117,8 +116,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    home = Path(args.home).expanduser() if getattr(args, "home", None) else default_home()
-    log = AuditLog(home / "audit.log")
+    log = _store(args).audit  # the store only names its files here: nothing is unlocked or read
     result = log.verify()
     if result.ok:
         print(f"audit log {log.path}: {result.records} records, chain intact")

@@ -21,7 +21,7 @@ from engine.errors import EvercallError
 from calls.sources import Source
 from engine.media import VideoFrame
 from engine.persona import Persona
-from engine.pipeline import CallPipeline
+from engine.pipeline import AUDIO_RATE, CallPipeline
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def provenance_mark(persona: Persona, call_id: str):
     return WatermarkEmbedder(make_payload(persona_id(persona), call_id)).mark
 
 
-def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000, backend: str = "embedded",
+def build_pipeline(persona: Persona, mode: str = "swap", rate: int = AUDIO_RATE, backend: str = "embedded",
                    models_dir: Path | None = None, call_id: str | None = None,
                    voice_backend: str = "world") -> CallPipeline:
     """The persona's face and voice filters in a started pipeline (filters are built before any I/O).
@@ -93,10 +93,10 @@ def build_pipeline(persona: Persona, mode: str = "swap", rate: int = 48000, back
     """
     from filters.factory import voice_stream
 
-    convert, _ = face_step(persona, mode, backend, models_dir)
+    convert, close = face_step(persona, mode, backend, models_dir)
     mark = provenance_mark(persona, call_id or new_call_id())
     voice = voice_stream(persona, rate, voice_backend, models_dir)
-    return CallPipeline(convert, voice, audio_rate=rate, mark=mark).start()
+    return CallPipeline(convert, voice, audio_rate=rate, mark=mark, close_face=close).start()
 
 
 class RunningCall:
@@ -133,14 +133,14 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
     """Build everything, start the source and bind the server; filters are built off the event loop."""
     context, tls_fp = options.ssl_context()  # refuses an unsafe bind before any work is done
     call_id = new_call_id()
-    pipeline = await asyncio.to_thread(build_pipeline, persona, options.mode, 48000, options.backend,
+    pipeline = await asyncio.to_thread(build_pipeline, persona, options.mode, AUDIO_RATE, options.backend,
                                        options.models_dir, call_id, options.voice_backend)
     from engine.home import audit_log
 
     state = CallState(pipeline=pipeline, persona_name=persona.name, persona_id=persona_id(persona),
                       audit=audit_log(), invite=Invite(ttl_s=options.invite_ttl_s), call_id=call_id,
                       media=options.media)
-    state.record("invite_created", expires=state.invite.describe()["expires_at"])
+    await asyncio.to_thread(state.record, "invite_created", expires=state.invite.describe()["expires_at"])
     state.mode = options.mode
     call_box: list[RunningCall] = []
 

@@ -17,6 +17,7 @@ joined keeps the call (a reload of it replaces its old connection); another brow
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import logging
@@ -36,14 +37,16 @@ from calls.media_options import MediaOptions, answered_video_codec, prefer_codec
 from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
 from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_audio, consume_video
 from engine.media import VideoFrame
-from engine.pipeline import CallPipeline
+from engine.pipeline import AUDIO_RATE, CallPipeline
 from engine.stages import AudioRing, LatestSlot
 
 log = logging.getLogger(__name__)
 MJPEG_BOUNDARY = "evercallframe"
 
 
+@functools.cache
 def _page(name: str) -> str:
+    """A page template from calls/static, read once per process."""
     return resources.files("calls").joinpath("static", name).read_text(encoding="utf-8")
 
 
@@ -57,7 +60,7 @@ class CallState:
     seat: FarEndSeat = field(default_factory=FarEndSeat)
     operator_token: str = field(default_factory=new_token)
     farend_video: LatestSlot[VideoFrame] = field(default_factory=LatestSlot)
-    farend_audio: AudioRing = field(default_factory=lambda: AudioRing(48000, capacity_s=0.3))
+    farend_audio: AudioRing = field(default_factory=lambda: AudioRing(AUDIO_RATE, capacity_s=0.3))
     peer: RTCPeerConnection | None = None
     peer_tasks: list[asyncio.Task] = field(default_factory=list)
     source_error: str | None = None
@@ -209,7 +212,8 @@ class CallServer:
         if not self._operator_ok(request):
             return refused("The operator code in this link is wrong.")
         self.state.invite = self.state.invite.renewed()
-        self.state.record("invite_created", expires=self.state.invite.describe()["expires_at"])
+        await asyncio.to_thread(self.state.record, "invite_created",  # fsync: off the event loop
+                                expires=self.state.invite.describe()["expires_at"])
         url = f"{request.scheme}://{request.host}/join/{self.state.invite.token}"
         return web.json_response({"join_url": url, **self.state.invite.describe()})
 
@@ -280,12 +284,12 @@ class CallServer:
             log.info("far end %s: %s", far_end, pc.connectionState)
             if pc.connectionState == "connected" and not started:
                 started.append(time.monotonic())
-                self.state.record("call_started", far_end=far_end)
+                await asyncio.to_thread(self.state.record, "call_started", far_end=far_end)
             elif pc.connectionState in ("failed", "closed"):
                 self.state.seat.release(browser)
                 if started:
-                    self.state.record("call_ended", far_end=far_end,
-                                      duration_s=round(time.monotonic() - started.pop(), 1))
+                    await asyncio.to_thread(self.state.record, "call_ended", far_end=far_end,
+                                            duration_s=round(time.monotonic() - started.pop(), 1))
             if pc.connectionState == "failed":
                 await pc.close()
 

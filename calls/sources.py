@@ -17,12 +17,11 @@ import numpy as np
 
 from engine.errors import DeviceError, MediaError
 from engine.media import AudioChunk, VideoFrame, now
-from engine.pipeline import AUDIO_BLOCK
+from engine.pipeline import AUDIO_BLOCK, AUDIO_RATE
 
 log = logging.getLogger(__name__)
 OnVideo = Callable[[VideoFrame], None]
 OnAudio = Callable[[AudioChunk], None]
-AUDIO_RATE = 48000
 CALL_SIZE = (640, 480)
 
 
@@ -181,10 +180,9 @@ class MicSource(Source):
         self._stream = None
 
     def start(self, on_video: OnVideo, on_audio: OnAudio) -> "MicSource":
-        try:
-            import sounddevice as sd
-        except OSError as exc:
-            raise DeviceError("PortAudio is missing: install it (apt-get install libportaudio2)") from exc
+        from calls.devices import sounddevice_module
+
+        sd = sounddevice_module()
         seq = [0]
         block = AUDIO_BLOCK  # 10 ms: each block waits for its last sample, so smaller is sooner
 

@@ -18,13 +18,14 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from engine.audio_io import to_mono
 from engine.media import VideoFrame, now
+from engine.pipeline import AUDIO_BLOCK, AUDIO_RATE
 from engine.stages import AudioRing, LatestSlot
 
 log = logging.getLogger(__name__)
 VIDEO_CLOCK = 90000
-AUDIO_RATE = 48000
-AUDIO_FRAME = 480  # 10 ms: see calls/encoders.py
+AUDIO_FRAME = AUDIO_BLOCK  # 10 ms: see calls/encoders.py
 
 
 class PersonaVideoTrack(MediaStreamTrack):
@@ -77,7 +78,8 @@ class PersonaVideoTrack(MediaStreamTrack):
         image = item.image
         if self._size is not None and image.shape[1::-1] != self._size:
             shrinking = self._size[0] < image.shape[1]
-            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            image = await asyncio.to_thread(cv2.resize, image, self._size,  # off the event loop
+                                            interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = pts
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
@@ -153,16 +155,17 @@ async def consume_video(track: MediaStreamTrack, sink: LatestSlot[VideoFrame]) -
         return
 
 
+def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded s16 audio frame (packed, any channel count) as mono float32 in -1..1."""
+    pcm = frame.to_ndarray().astype(np.float32).reshape(-1, len(frame.layout.channels)) / 32768.0
+    return to_mono(pcm)
+
+
 async def consume_audio(track: MediaStreamTrack, sink: AudioRing) -> None:
     """Write the far end's audio (48 kHz, mixed to mono) into a bounded ring until the track ends."""
-    seq = 0
     try:
         while True:
             frame = await track.recv()
-            pcm = frame.to_ndarray().astype(np.float32) / 32768.0
-            channels = len(frame.layout.channels)
-            mono = pcm.reshape(-1, channels).mean(axis=1) if channels > 1 else pcm.reshape(-1)
-            sink.write(mono, now())
-            seq += 1
+            sink.write(frame_to_mono(frame), now())
     except MediaStreamError:
         return

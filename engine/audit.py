@@ -101,9 +101,6 @@ class VerifyResult:
     def ok(self) -> bool:
         return not self.problems
 
-    def kinds(self) -> set[str]:
-        return {problem.kind for problem in self.problems}
-
 
 class AuditLog:
     """Append and verify `<home>/audit.log`."""

@@ -36,13 +36,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.audio_io import resample, write_wav
+from engine.audio_io import read_audio, write_wav
 from engine.consent import ConsentRecord, sha256_file
 from engine.errors import MediaError
+from engine.home import HOME_ENV
+from engine.persona import VOICE_RATE
 from engine.resolve import CONSENT_FILE
 
 PHOTO_SIZE = 512
-VOICE_RATE = 16000
 CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS = 640, 480, 30
 CLIP_AUDIO_RATE = 48000
 
@@ -105,7 +106,7 @@ def demo_cache_dir(cache_dir: Path | None = None) -> Path:
     """Where the demo lives: `cache_dir`, else `$EVERCALL_HOME/demo`, else `~/.cache/evercall/demo`."""
     if cache_dir is not None:
         return Path(cache_dir)
-    home = os.environ.get("EVERCALL_HOME")
+    home = os.environ.get(HOME_ENV)
     if home:
         return Path(home) / "demo"
     return Path.home() / ".cache" / "evercall" / "demo"
@@ -237,8 +238,6 @@ def _mesher() -> Iterator[Callable[[np.ndarray], np.ndarray | None]]:
 
 def speak(text: str, voice: str, rate: int) -> np.ndarray:
     """Synthesise `text` with espeak-ng and return mono float32 at `rate`, peak-normalised to 0.7."""
-    import soundfile as sf
-
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise MediaError("espeak-ng is not installed: the demo voices need it (apt-get install espeak-ng)")
@@ -248,8 +247,7 @@ def speak(text: str, voice: str, rate: int) -> np.ndarray:
         if proc.returncode != 0 or not wav.is_file():
             detail = proc.stderr.decode(errors="replace").strip()
             raise MediaError(f"espeak-ng failed for voice {voice}: {detail}")
-        data, file_rate = sf.read(str(wav), dtype="float32", always_2d=True)
-    samples = resample(data.mean(axis=1), int(file_rate), rate)
+        samples, _ = read_audio(wav, rate)
     peak = float(np.max(np.abs(samples))) or 1.0
     return (samples * (0.7 / peak)).astype(np.float32)
 

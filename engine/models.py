@@ -41,8 +41,7 @@ class TensorSpec:
     dtype: str = "float32"
 
     def describe(self) -> str:
-        dims = "x".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name or '*'}[{dims}]"
+        return f"{self.name or '*'}[{_dims(self.shape)}]"
 
 
 @dataclass(frozen=True)
@@ -287,13 +286,15 @@ def choose_providers(available: Sequence[str] | None = None) -> list[str]:
     return chosen or list(available[:1])
 
 
-def open_session(spec: ModelSpec, folder: str | os.PathLike[str], providers: Sequence[str] | None = None):
-    """An onnxruntime.InferenceSession for `spec`'s file, after checking its signature.
+def open_session(spec: ModelSpec, folder: str | os.PathLike[str], providers: Sequence[str] | None = None,
+                 checked: CheckResult | None = None):
+    """An onnxruntime.InferenceSession for `spec`'s file, after checking its signature (`checked`: a check
+    the caller already made, so a file of hundreds of MB is not parsed twice).
 
     The provider really in use is `session.get_providers()[0]` (onnxruntime silently falls back to CPU
     when, say, CUDA libraries are missing); `session_provider(session)` returns it.
     """
-    result = check(spec, folder)
+    result = checked if checked is not None else check(spec, folder)
     if not result.ok:
         raise ModelError(result.line())
     import onnxruntime

@@ -40,9 +40,12 @@ class CallPipeline:
 
     def __init__(self, face: Callable[[VideoFrame], VideoFrame], voice: VoiceProcessor,
                  audio_rate: int = AUDIO_RATE, align_av: bool = True,
-                 mark: Callable[[np.ndarray, int], np.ndarray] | None = None) -> None:
+                 mark: Callable[[np.ndarray, int], np.ndarray] | None = None,
+                 close_face: Callable[[], None] | None = None) -> None:
         self.metrics = Metrics()
         self._face = face
+        self._close_face = close_face  # releases the face filter's models when it is replaced or the call ends
+        self._retired: list[Callable[[], None]] = []  # closes of replaced filters, run on the face thread
         self.mark = mark  # provenance watermark applied to every frame that leaves, cards included
         self.card: np.ndarray | None = None  # when set, replaces the picture and silences the voice
         self.muted = False
@@ -56,7 +59,6 @@ class CallPipeline:
         self.audio_send_delay = voice.latency_s + AUDIO_BLOCK / audio_rate
         self.video_send_delay: float | None = None
         self._sent_times: deque[float] = deque(maxlen=120)
-        self.align_av = align_av
         self._delay_line = DelayLine(self.video_out.put, self._video_hold,
                                      on_drop=self.metrics.stage("face").drop) if align_av else None
         outbox = self._delay_line.put if self._delay_line else self.video_out.put
@@ -71,11 +73,19 @@ class CallPipeline:
         self._voice_thread.start()
         return self
 
-    def set_face(self, face: Callable[[VideoFrame], VideoFrame]) -> None:
-        """Switch the face filter between frames (the caller closes the old one)."""
-        self._face = face
+    def set_face(self, face: Callable[[VideoFrame], VideoFrame], close: Callable[[], None] | None = None) -> None:
+        """Switch the face filter between frames. The old one is closed on the face thread before the next
+        frame, so it is never closed while a frame is still inside it."""
+        if self._close_face is not None:
+            self._retired.append(self._close_face)
+        self._face, self._close_face = face, close
+
+    def _close_retired(self) -> None:
+        while self._retired:
+            self._retired.pop()()
 
     def _video_step(self, frame: VideoFrame) -> VideoFrame:
+        self._close_retired()
         card = self.card
         out = frame.with_image(card) if card is not None else self._face(frame)
         if self.mark is not None:
@@ -129,6 +139,7 @@ class CallPipeline:
             "out_dropped_samples": self.audio_out.dropped_samples,
             "out_underrun_samples": self.audio_out.underrun_samples,
         }
+        snap["filter_errors"] = {"face": self._face_worker.errors, "voice": self.voice_errors}  # each survived
         video = self.video_send_delay
         sent = list(self._sent_times)
         recent = [t for t in sent if t > now() - 2.0]
@@ -148,3 +159,7 @@ class CallPipeline:
         if self._delay_line:
             self._delay_line.close()
         self._voice_thread.join(2.0)
+        self._close_retired()
+        if self._close_face is not None:
+            self._close_face()
+            self._close_face = None

@@ -153,12 +153,7 @@ class AudioRing:
             if self._buf.size == 0:
                 self._t_first = t_capture
             self._buf = np.concatenate([self._buf, samples.astype(np.float32, copy=False)])
-            excess = self._buf.size - self.capacity
-            if excess > 0:
-                self._buf = self._buf[excess:]
-                self.dropped_samples += excess
-                if self._t_first is not None:
-                    self._t_first += excess / self.sample_rate
+            self._drop_oldest(keep=self.capacity)
             self._lock.notify_all()
             parked = self._waiters.take()
         AsyncWaiters.wake(parked)
@@ -202,14 +197,18 @@ class AudioRing:
     def trim_to(self, seconds: float) -> int:
         """Drop the oldest samples beyond `seconds` of buffer (counted as dropped); returns how many."""
         with self._lock:
-            excess = self._buf.size - int(seconds * self.sample_rate)
-            if excess <= 0:
-                return 0
-            self._buf = self._buf[excess:]
-            self.dropped_samples += excess
-            if self._t_first is not None:
-                self._t_first += excess / self.sample_rate
-            return excess
+            return self._drop_oldest(keep=int(seconds * self.sample_rate))
+
+    def _drop_oldest(self, keep: int) -> int:
+        """Drop samples from the front until at most `keep` remain (lock held); returns how many went."""
+        excess = self._buf.size - keep
+        if excess <= 0:
+            return 0
+        self._buf = self._buf[excess:]
+        self.dropped_samples += excess
+        if self._t_first is not None:
+            self._t_first += excess / self.sample_rate
+        return excess
 
     @property
     def buffered_s(self) -> float:

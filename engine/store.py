@@ -299,7 +299,7 @@ class PersonaStore:
         """Remove every file of the persona (derived data included) and its folder; returns the id."""
         self._unlock()
         with self._locked():
-            bundle, _ = self._find_for_delete(name)
+            bundle = self._find_for_delete(name)
             trash = self.personas / f"{_DELETING}{bundle.name}"
             os.rename(bundle, trash)  # gone from list/load at once, even if removal is interrupted
             fsync_dir(self.personas)
@@ -315,12 +315,9 @@ class PersonaStore:
             self.audit.append("persona_deleted", persona=bundle.name, files=removed)
         return bundle.name
 
-    def _find_for_delete(self, name: str) -> tuple[Path, dict[str, Any] | None]:
-        """Like _find, but a damaged bundle can still be deleted by its id."""
+    def _find_for_delete(self, name: str) -> Path:
+        """Like _find, but a bundle named by its id is deleted even when damaged (its manifest unreadable)."""
         candidate = self.personas / name.strip()
         if name.strip() and not name.startswith(".") and "/" not in name and candidate.is_dir():
-            try:
-                return candidate, self._manifest(candidate)
-            except PersonaError:
-                return candidate, None
-        return self._find(name)
+            return candidate
+        return self._find(name)[0]

@@ -168,7 +168,7 @@ class RvcConverter:
         elif not pitch.ok:
             raise ModelError(pitch.line())
         else:
-            self._pitch = models.open_session(models.MODELS["rvc_pitch"], folder, providers)
+            self._pitch = models.open_session(models.MODELS["rvc_pitch"], folder, providers, checked=pitch)
             self.pitch_source = "rvc_pitch"
         self._decoder_inputs = [t.name for t in models.MODELS["rvc_decoder"].inputs]
         self.provider = models.session_provider(self._decoder)
