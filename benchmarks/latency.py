@@ -318,14 +318,6 @@ def default_pipeline(persona=None) -> CallPipeline:
     return build_pipeline(persona or demo_persona(), "swap")
 
 
-def slowed_pipeline(delay_s: float = 0.06) -> CallPipeline:
-    """Identity filters, except a face filter that takes `delay_s` a frame: a regression to catch."""
-    def slow(frame: VideoFrame) -> VideoFrame:
-        time.sleep(delay_s)
-        return frame
-    return CallPipeline(slow, IdentityVoice()).start()
-
-
 def demo_persona():
     from engine.demo import demo_assets
     from engine.persona import load_persona_dir

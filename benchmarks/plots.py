@@ -30,11 +30,16 @@ def _pyplot():
     return plt
 
 
-def _footer(fig, suite: dict) -> None:
+def _finish(fig, suite: dict, out: Path, rect: tuple[float, float, float, float], **layout) -> Path:
+    """Add the machine footer, lay the figure out inside `rect`, save it to `out` and free it."""
     m = suite.get("machine", {})
     text = (f"{suite.get('timestamp', '')[:16].replace('T', ' ')}  ·  {m.get('cpu_count', '?')} CPUs, "
             f"{m.get('platform', '')}, Python {m.get('python', '')}  ·  loopback, relay and far end on one machine")
     fig.text(0.01, 0.01, text, fontsize=9, color="#666666")
+    fig.tight_layout(rect=rect, **layout)
+    fig.savefig(out)
+    _pyplot().close(fig)
+    return out
 
 
 def latency_histograms(suite: dict, out: Path) -> Path:
@@ -64,11 +69,7 @@ def latency_histograms(suite: dict, out: Path) -> Path:
         ax.legend(fontsize=10, frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.17))
     fig.suptitle("Latency through the relay (paths measured in the same run; dashed line: p50)",
                  fontsize=14, fontweight="bold")
-    _footer(fig, suite)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.96))
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _finish(fig, suite, out, (0, 0.04, 1, 0.96))
 
 
 def _stage_rows(paths: dict) -> list[tuple[str, list[tuple[str, float]]]]:
@@ -114,11 +115,7 @@ def stage_bars(suite: dict, out: Path) -> Path:
     ax.text(frame_ms, ys[-1] - 0.62, " one frame interval", color="#777777", fontsize=9)
     ax.set_ylim(ys[-1] - 0.75, ys[0] + 0.5)
     fig.suptitle("Where the time goes (p50 per stage)", fontsize=14, fontweight="bold")
-    _footer(fig, suite)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _finish(fig, suite, out, (0, 0.04, 1, 0.95))
 
 
 def _gate_rows(gate: dict) -> list[tuple[str, float | None, float | None, float | None, bool]]:
@@ -165,11 +162,7 @@ def budget_bars(suite: dict, out: Path) -> Path:
     verdict = "passed" if suite["gate"].get("passed") else "FAILED"
     fig.suptitle(f"CI gate: {verdict} (green: allowed range, margins in benchmarks/gate.py)",
                  fontsize=14, fontweight="bold")
-    _footer(fig, suite)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.95), h_pad=0.6)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _finish(fig, suite, out, (0, 0.04, 1, 0.95), h_pad=0.6)
 
 
 def scaling_plot(suite: dict, out: Path) -> Path | None:
@@ -198,11 +191,7 @@ def scaling_plot(suite: dict, out: Path) -> Path | None:
     ax.set_ylim(0, 34)
     ax.legend(frameon=False, loc="lower left")
     ax.set_title("Calls per machine (CPU only)", fontsize=14, fontweight="bold")
-    _footer(fig, suite)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _finish(fig, suite, out, (0, 0.05, 1, 1))
 
 
 def write_all(suite: dict, folder: Path) -> list[Path]:

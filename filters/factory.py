@@ -24,9 +24,9 @@ def face_filter(persona: Persona, mode: str = "swap", backend: str = "embedded",
     """
     if mode not in FACE_MODES:
         raise ValueError(f"unknown face mode {mode!r}: choose one of {', '.join(FACE_MODES)}")
+    if backend not in FACE_BACKENDS:
+        raise ValueError(f"unknown face backend {backend!r}: choose one of {', '.join(FACE_BACKENDS)}")
     if mode == "portrait":
-        if backend not in FACE_BACKENDS:
-            raise ValueError(f"unknown face backend {backend!r}: choose one of {', '.join(FACE_BACKENDS)}")
         from filters.face.portrait import PortraitFilter
 
         return PortraitFilter(persona.photo)
@@ -34,8 +34,6 @@ def face_filter(persona: Persona, mode: str = "swap", backend: str = "embedded",
         from filters.face.neural import InswapperFilter
 
         return InswapperFilter(persona.photo, models_dir)
-    if backend != "embedded":
-        raise ValueError(f"unknown face backend {backend!r}: choose one of {', '.join(FACE_BACKENDS)}")
     from filters.face.swap import FaceSwapFilter
 
     return FaceSwapFilter(persona.photo)
@@ -70,12 +68,12 @@ def derive(persona: Persona) -> dict[str, bytes]:
 
     from engine.errors import PersonaError
     from filters.face.landmarks import N_MESH_POINTS, FaceMesher
+    from filters.face.swap import NO_FACE_MESSAGE
 
     with FaceMesher(still=True) as mesher:
         points = mesher(persona.photo)
     if points is None:
-        raise PersonaError("no face found in the persona photo: use a photo where one face is clearly visible, "
-                           "frontal, at least 100 px wide")
+        raise PersonaError(NO_FACE_MESSAGE)
     buf = io.BytesIO()
     np.save(buf, points[:N_MESH_POINTS].astype(np.float32))
     voice_profile(persona)  # fills persona.derived["voice_profile"]
@@ -96,8 +94,8 @@ def voice_stream(persona: Persona, rate: int, backend: str = "world", models_dir
     if backend == "rvc":
         from filters.voice.rvc import RvcConverter
 
-        converter = RvcConverter(voice_profile(persona), models_dir=models_dir)
-        return VoiceStream(voice_profile(persona), rate, converter=converter)
+        profile = voice_profile(persona)
+        return VoiceStream(profile, rate, converter=RvcConverter(profile, models_dir=models_dir))
     if backend != "world":
         raise ValueError(f"unknown voice backend {backend!r}: choose one of {', '.join(VOICE_BACKENDS)}")
     return VoiceStream(voice_profile(persona), rate)

@@ -26,8 +26,9 @@ from tests.identity import DIFFERENT_PEOPLE, SAME_PERSON, distance, face_descrip
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> DemoAssets:
-    return demo_assets(tmp_path_factory.mktemp("demo-cache"))
+def assets(demo: DemoAssets) -> DemoAssets:
+    """The session's demo material (conftest builds it once); tests that change files work on copies."""
+    return demo
 
 
 @pytest.fixture(scope="module")

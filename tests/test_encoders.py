@@ -15,6 +15,7 @@ from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from benchmarks.latency import passthrough_pipeline
 from calls.encoders import (
     CappedVp8Encoder,
     LowDelayOpusEncoder,
@@ -28,7 +29,6 @@ from calls.server import CallServer, CallState
 from calls.sources import FileSource
 from calls.transport import restore_receivers
 from engine.errors import EvercallError
-from engine.pipeline import CallPipeline
 from tests.farend import join_for
 
 RATE = 48000
@@ -115,13 +115,7 @@ async def test_prefer_codec_reorders_an_offer_and_the_answer_follows() -> None:
 
 
 async def test_far_end_gets_the_codec_size_and_packet_length_asked_for(demo) -> None:
-    class Identity:
-        latency_s = 0.0
-
-        def process(self, samples):
-            return samples
-
-    pipeline = CallPipeline(lambda frame: frame, Identity()).start()
+    pipeline = passthrough_pipeline()
     media = MediaOptions(codec="h264", size=(320, 240), audio_frame_ms=10)
     state = CallState(pipeline=pipeline, persona_name="test", media=media)
     runner = web.AppRunner(CallServer(state).app, handle_signals=False)

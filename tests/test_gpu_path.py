@@ -116,7 +116,6 @@ def test_blend_matches_numpy_composite(comp: TorchCompositor) -> None:
 # ---------------------------------------------------------------------------------------------------
 # The neural filter: IO binding and detection every N frames (tiny models, CPU provider)
 
-H, W = 480, 640
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +127,9 @@ def persona() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def operator_frame() -> np.ndarray:
-    """The astronaut's face softly pasted into a plain room, as in tests/test_models.py."""
-    face = cv2.resize(_astronaut()[0:250, 120:370], (200, 200), interpolation=cv2.INTER_AREA)
-    frame = np.empty((H, W, 3), np.uint8)
-    frame[:] = face.reshape(-1, 3).mean(axis=0).astype(np.uint8)
-    alpha = np.zeros((200, 200), np.float32)
-    cv2.circle(alpha, (100, 100), 85, 1.0, -1)
-    alpha = cv2.GaussianBlur(alpha, (31, 31), 10)[..., None]
-    roi = frame[140:340, 220:420]
-    roi[:] = (alpha * face + (1 - alpha) * roi).astype(np.uint8)
-    return frame
+    from tests.test_models import operator_in_room
+
+    return operator_in_room()
 
 
 @pytest.fixture(scope="module")

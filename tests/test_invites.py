@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import aiohttp
-import numpy as np
 import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection
@@ -14,19 +13,12 @@ from calls.invites import Invite
 from calls.serve import ServeOptions
 from calls.server import CallServer, CallState
 from engine.errors import EvercallError
-from engine.pipeline import CallPipeline
-
-
-class _Silent:
-    latency_s = 0.0
-
-    def process(self, samples: np.ndarray) -> np.ndarray:
-        return samples
+from benchmarks.latency import passthrough_pipeline
 
 
 @pytest.fixture
 async def server():
-    pipeline = CallPipeline(lambda frame: frame, _Silent()).start()
+    pipeline = passthrough_pipeline()
     state = CallState(pipeline=pipeline, persona_name="test")
     app = CallServer(state).app
     runner = web.AppRunner(app)

@@ -191,6 +191,10 @@ def persona() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def operator_frame() -> np.ndarray:
+    return operator_in_room()
+
+
+def operator_in_room() -> np.ndarray:
     """The astronaut's face (200 px) softly pasted into a plain 640x480 room of her skin's mean colour."""
     face = cv2.resize(_sample("astronaut")[0:250, 120:370], (200, 200), interpolation=cv2.INTER_AREA)
     frame = np.empty((H, W, 3), np.uint8)

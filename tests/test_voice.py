@@ -13,6 +13,7 @@ from filters.voice.profile import VoiceProfile, track_pitch
 from filters.voice.stream import VoiceStream
 from filters.voice.world_stream import WorldVoiceConverter
 from tests import voice_samples as vs
+from tests.voice_samples import feed_in_chunks
 
 pytestmark = pytest.mark.skipif(not vs.have_espeak(), reason="espeak-ng is not installed (apt install espeak-ng)")
 
@@ -51,19 +52,6 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-
-
-def feed_in_chunks(stream, x: np.ndarray, sizes=(1, 7, 160, 320, 480, 1000), seed: int = 0) -> np.ndarray:
-    """Feed random chunk sizes, checking each call returns exactly what it was given."""
-    rng = np.random.default_rng(seed)
-    outs, i = [], 0
-    while i < len(x):
-        chunk = x[i:i + int(rng.choice(sizes))]
-        out = stream.process(chunk)
-        assert len(out) == len(chunk)
-        outs.append(out)
-        i += len(chunk)
-    return np.concatenate(outs)
 
 
 def envelope_lag_ms(x: np.ndarray, y: np.ndarray, rate: int) -> int:

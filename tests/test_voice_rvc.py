@@ -25,6 +25,7 @@ from engine.errors import ModelError
 from engine.models import MODELS
 from filters.voice.rvc import RvcConverter, coarse_pitch
 from filters.voice.stream import VoiceStream
+from tests.voice_samples import feed_in_chunks
 
 RATE = 16000
 DECODER_RATE = 40000
@@ -117,18 +118,6 @@ def tone(seconds: float, amplitude: float = 0.3, hz: float = TONE_HZ) -> np.ndar
     return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
 
-def feed(conv, x: np.ndarray, sizes=(1, 7, 160, 320, 441, 1000), seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    outs, i = [], 0
-    while i < len(x):
-        chunk = x[i:i + int(rng.choice(sizes))]
-        out = conv.process(chunk)
-        assert len(out) == len(chunk)
-        outs.append(out)
-        i += len(chunk)
-    return np.concatenate(outs)
-
-
 def short_rms(x: np.ndarray, ms: int = 10) -> np.ndarray:
     n = len(x) // (RATE // 1000 * ms)
     return np.sqrt(np.mean(x[:n * RATE // 1000 * ms].reshape(n, -1).astype(np.float64) ** 2, axis=1))
@@ -170,7 +159,7 @@ def test_runs_end_to_end_and_keeps_length(models_dir):
     conv = RvcConverter(models_dir=models_dir)
     assert conv.pitch_source == "rvc_pitch"
     x = np.concatenate([np.zeros(RATE // 2, np.float32), tone(1.5), np.zeros(RATE // 2, np.float32)])
-    y = feed(conv, x)
+    y = feed_in_chunks(conv, x, sizes=(1, 7, 160, 320, 441, 1000))
     assert len(y) == len(x)
     assert conv.decoder_rate == DECODER_RATE
     d = conv.delay_samples
@@ -251,7 +240,7 @@ def test_voicestream_wraps_it_at_48k(models_dir):
     conv = RvcConverter(models_dir=models_dir)
     stream = VoiceStream(None, 48000, converter=conv)
     x = np.repeat(tone(1.0), 3)  # any 48 kHz signal will do: only length and timing are checked
-    y = feed(stream, x, sizes=(480, 960, 333))
+    y = feed_in_chunks(stream, x, sizes=(480, 960, 333))
     assert len(y) == len(x)
     assert stream.latency_s > conv.latency_s and stream.latency_s - conv.latency_s < 0.006
 

@@ -39,6 +39,19 @@ REFERENCE_TEXT = (
 )
 
 
+def feed_in_chunks(stream, x: np.ndarray, sizes=(1, 7, 160, 320, 480, 1000), seed: int = 0) -> np.ndarray:
+    """Feed random chunk sizes, checking each call returns exactly what it was given."""
+    rng = np.random.default_rng(seed)
+    outs, i = [], 0
+    while i < len(x):
+        chunk = x[i:i + int(rng.choice(sizes))]
+        out = stream.process(chunk)
+        assert len(out) == len(chunk)
+        outs.append(out)
+        i += len(chunk)
+    return np.concatenate(outs)
+
+
 def have_espeak() -> bool:
     """Tests that need speech skip, with a reason, where espeak-ng is not installed."""
     return shutil.which("espeak-ng") is not None

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from filters.face.blend import face_width, mouth_openness
-from filters.face.landmarks import face_oval_indices
+from filters.face.landmarks import face_down, face_oval_indices
 from filters.face.reshape import inverse2, similarity
 from filters.face.smoothing import LandmarkSmoother
 
@@ -38,7 +38,6 @@ LEFT_EYE = ((466, 249), (388, 390), (387, 373), (386, 374), (385, 380), (384, 38
 INNER_LIPS = ((191, 95), (80, 88), (81, 178), (82, 87), (13, 14), (312, 317), (311, 402), (310, 318),
               (415, 324))
 LIP_UPPER, LIP_LOWER, MOUTH_LEFT, MOUTH_RIGHT = 13, 14, 78, 308
-NOSE_BRIDGE, CHIN = 168, 152
 
 NEUTRAL_SHAPE_S = 4.0  # the resting face follows over about this long
 NEUTRAL_POSE_S = 8.0  # the resting head position follows more slowly: a held turn should stay turned
@@ -99,15 +98,14 @@ class Retargeter:
     def __init__(self, persona_points: np.ndarray) -> None:
         self._persona = np.asarray(persona_points, np.float64)[:468]
         p = self._persona
-        self.face_size = face_width(p[np.array(face_oval_indices())])
+        self._oval = np.array(face_oval_indices(), dtype=np.int32)
+        self.face_size = face_width(p[self._oval])
         self.centre = p[RIGID].mean(axis=0)
-        down = p[CHIN] - p[NOSE_BRIDGE]
-        self.down = down / max(float(np.linalg.norm(down)), 1e-6)
+        self.down = face_down(p)
         self._neutral: np.ndarray | None = None  # operator's resting shape in persona coordinates
         self._pose: np.ndarray | None = None  # operator's resting (log scale, roll, centre x, centre y)
         self._t: float | None = None
         self._seen = 0  # frames since the last reset
-        self._oval = np.array(face_oval_indices(), dtype=np.int32)
         # Two handles on her head (the rigid centre and a point a face width to its right), carried into the
         # operator's frame each frame: smoothing them there smooths translation, roll and scale together,
         # in one unit (face widths per second).
@@ -211,7 +209,8 @@ class Retargeter:
         return Pose(m, self.centre.copy(), shift)
 
 
-def _openness(points: np.ndarray) -> float:
+def mesh_openness(points: np.ndarray) -> float:
+    """How open the mouth is in a face mesh (inner-lip gap over mouth width)."""
     return mouth_openness(points[LIP_UPPER], points[LIP_LOWER], points[MOUTH_LEFT], points[MOUTH_RIGHT])
 
 
@@ -223,7 +222,7 @@ def _lid_gap(points: np.ndarray) -> float:
 def _resting(shape: np.ndarray, neutral: np.ndarray, size: float) -> bool:
     """Whether `shape` may teach the resting face: mouth no opener, lids no closer than at rest, and no
     point far from its resting place (raised brows, a smile, a turned head)."""
-    return (_openness(shape) <= _openness(neutral) + SPEAKING_OPENNESS
+    return (mesh_openness(shape) <= mesh_openness(neutral) + SPEAKING_OPENNESS
             and _lid_gap(shape) >= BLINKING * _lid_gap(neutral)
             and float(np.abs(shape - neutral).max()) <= REST_DEVIATION * size)
 

@@ -75,7 +75,7 @@ def feathered_mask(
     if mouth is not None and mouth_weight > 0.0:
         hole = np.zeros((h, w), np.uint8)
         cv2.fillPoly(hole, [_fixed(mouth - origin)], 255, lineType=cv2.LINE_AA, shift=_SHIFT)
-        hole_alpha = _blur(hole, size * MOUTH_FEATHER_FRACTION).astype(np.float32) * np.float32(1 / 255)
+        hole_alpha = blur_mask(hole, size * MOUTH_FEATHER_FRACTION).astype(np.float32) * np.float32(1 / 255)
         alpha *= 1.0 - np.float32(min(mouth_weight, 1.0)) * hole_alpha
     return alpha
 
@@ -88,7 +88,7 @@ def _fixed(points: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(points, np.float32) * (1 << _SHIFT)).astype(np.int32)
 
 
-def _blur(mask_u8: np.ndarray, sigma: float) -> np.ndarray:
+def blur_mask(mask_u8: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian-blurred uint8 mask."""
     sigma = max(sigma, 0.5)
     k = int(2 * round(2.5 * sigma) + 1)

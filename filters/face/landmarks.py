@@ -25,7 +25,26 @@ def _face_mesh_module():
     return mp.solutions.face_mesh
 
 
-class FaceMesher:
+class ClosesOnExit:
+    """`with X(...) as x:` for the classes below and the face filters: `close()` runs on leaving the block."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def face_down(points: np.ndarray) -> np.ndarray:
+    """The face's own "down" (nose bridge towards chin) as a unit vector, whatever the head's roll."""
+    down = points[152] - points[168]
+    return down / max(float(np.linalg.norm(down)), 1e-6)
+
+
+class FaceMesher(ClosesOnExit):
     """Finds the largest face and returns its mesh points in pixels, shape (478, 2) float32, or None."""
 
     def __init__(self, still: bool = False, min_confidence: float = 0.5) -> None:
@@ -52,12 +71,6 @@ class FaceMesher:
 
     def close(self) -> None:
         self._mesh.close()
-
-    def __enter__(self) -> "FaceMesher":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def face_oval_indices() -> list[int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from filters.face.blend import composite
 from filters.face.warp import warp_face
 
 # Small skin samples (cheeks, forehead, nose bridge) that compare the operator's light with the photo's.
@@ -78,6 +79,5 @@ def paint_interior(out: np.ndarray, operator_image: np.ndarray, operator_lips: n
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(mask, [np.round((target - (x0, y0)) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     alpha = cv2.GaussianBlur(mask, (3, 3), 0.8).astype(np.float32) * np.float32(min(max(strength, 0.0), 1.0) / 255)
-    roi = out[y0:y1, x0:x1]
-    out[y0:y1, x0:x1] = cv2.blendLinear(patch, roi, alpha, 1.0 - alpha)
+    composite(out, patch, alpha, (x0, y0, x1, y1))
     return True

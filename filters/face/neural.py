@@ -39,7 +39,8 @@ from engine.errors import ModelError, PersonaError
 from engine.models import MODELS, choose_providers, models_dir as resolve_models_dir, require, session_provider
 from filters.face.blend import composite
 from filters.face.fallback import HOLD_S, LostFacePolicy
-from filters.face.swap import NO_FACE_MESSAGE, FaceOutput, _check_photo
+from filters.face.landmarks import ClosesOnExit
+from filters.face.swap import NO_FACE_MESSAGE, FaceOutput, _check_photo, check_frame
 
 REQUIRED_MODELS = ("det_10g", "w600k_r50", "inswapper_128")
 RESTORER_MODEL = "gfpgan_1.4"
@@ -208,7 +209,7 @@ class FaceRestorer:
         return out
 
 
-class InswapperFilter:
+class InswapperFilter(ClosesOnExit):
     """Replaces the operator's face with the persona's using insightface's inswapper_128.
 
     One instance is driven by one worker thread at a time. `provider` tells which onnxruntime execution
@@ -262,10 +263,6 @@ class InswapperFilter:
         self._tracked_crop: np.ndarray | None = None  # grey face-box crop of the frame it was found in
         self._since_detect = 0
         self.detections = 0  # detector runs on operator frames (for tests and stats)
-
-    @property
-    def hold_s(self) -> float:
-        return self._policy.hold_s
 
     @property
     def provider(self) -> str:
@@ -335,8 +332,7 @@ class InswapperFilter:
 
     def process(self, image: np.ndarray, t_capture: float) -> FaceOutput:
         """Convert one BGR frame captured at `t_capture` seconds; the input is not modified."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError("expected a BGR uint8 image of shape (h, w, 3)")
+        check_frame(image)
         face = self._track_or_detect(image)
         if face is None:
             self.face_box = None
@@ -353,9 +349,3 @@ class InswapperFilter:
         """Drop the sessions (GPU memory is freed when onnxruntime releases them)."""
         self._det = self._rec = self._swapper = None
         self._restorer = None
-
-    def __enter__(self) -> "InswapperFilter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

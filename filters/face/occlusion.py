@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from filters.face.blend import blur_mask, face_width
 from filters.face.landmarks import face_oval_indices
 
 # Mesh indices of the eyes, brows and outer lips (ordered loops are not needed: convex hulls are used).
@@ -97,7 +98,7 @@ class OccluderDetector:
         small = cv2.resize(image[y0:y1, x0:x1], (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
         pts = (np.asarray(points, np.float32) - (x0, y0)) * np.float32(shape[1] / full[1])
         outline = pts[self._oval]
-        size = float(max(np.ptp(outline, axis=0).max(), 1.0))
+        size = face_width(outline)
 
         face = np.zeros(shape, np.uint8)
         cv2.fillPoly(face, [np.round(outline).astype(np.int32)], 255)
@@ -131,9 +132,7 @@ class OccluderDetector:
         occluder = self._grow(lab, occluder, ~judged & (dist > GROW_SKIN * THRESHOLD), size)
         mask = cv2.dilate(occluder.astype(np.uint8) * 255, _kernel(3))
         mask = cv2.resize(mask, (full[1], full[0]), interpolation=cv2.INTER_LINEAR)
-        sigma = max(2 * FEATHER * size, 0.8)
-        k = int(2 * round(2.5 * sigma) + 1)
-        soft = cv2.GaussianBlur(mask, (k, k), sigma).astype(np.float32) * np.float32(1 / 255)
+        soft = blur_mask(mask, max(2 * FEATHER * size, 0.8)).astype(np.float32) * np.float32(1 / 255)
         skin = cv2.resize((dist <= THRESHOLD).astype(np.uint8), (full[1], full[0]),
                           interpolation=cv2.INTER_NEAREST) > 0
         return Occlusion(soft, skin & (soft == 0))

@@ -19,17 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import PersonaError
 from filters.face.animate import LIP_LOWER, LIP_UPPER, MOUTH_LEFT, MOUTH_RIGHT, Pose, Retargeter
 from filters.face.blend import face_width, mouth_openness
 from filters.face.fallback import FADE_S, HOLD_S, LostFacePolicy, cover_fit, cover_fit_transform
-from filters.face.landmarks import N_MESH_POINTS, FaceMesher, face_oval_indices, lips_inner_indices
+from filters.face.landmarks import N_MESH_POINTS, ClosesOnExit, FaceMesher, face_down, lips_inner_indices
 from filters.face.mouth import paint_interior, skin_lab
 from filters.face.reshape import ring
-from filters.face.swap import MIN_FACE_PX, NO_FACE_MESSAGE, FaceOutput, _check_photo, opened_mouth, warp_point_subset
+from filters.face.swap import (EXTRA_WARP_POINTS, FaceOutput, check_frame, opened_mouth, persona_face,
+                               warp_point_subset)
 from filters.face.warp import triangulate, warp_dense
 
-EXTRA_WARP_POINTS = 40  # as in swap mode: contours + nose + this many cheek/forehead points
 INNER_RING = 1.5  # anchors moving with the head (hair, hat, ears), in face-outline radii from its centre
 OUTER_RING = 2.3  # anchors moving a little (background, shoulders): a gentle falloff to the fixed border
 OUTER_WEIGHT = 0.35
@@ -62,26 +61,18 @@ class _Stage:
     lip_rows: np.ndarray  # rows of the inner-lip loop's points in `src`
     retarget: Retargeter
     skin: np.ndarray  # her skin's mean Lab
+    rest: np.ndarray  # `points` in float64, where each frame's expression starts from
+    src_sign: np.ndarray  # orientation of each triangle in the photo (a fold flips it)
 
 
-class PortraitFilter:
+class PortraitFilter(ClosesOnExit):
     """Animates the persona's photo with the operator's head pose and expression; owns its own mesher.
 
     Same interface as FaceSwapFilter. One instance is driven by one worker thread at a time.
     """
 
     def __init__(self, persona_photo: np.ndarray, *, hold_s: float = HOLD_S, fade_s: float = FADE_S) -> None:
-        photo = _check_photo(persona_photo)
-        with FaceMesher(still=True) as still:
-            points = still(photo)
-        if points is None:
-            raise PersonaError(NO_FACE_MESSAGE)
-        points = points[:N_MESH_POINTS].astype(np.float32)
-        self._oval = np.array(face_oval_indices(), dtype=np.int32)
-        width = face_width(points[self._oval])
-        if width < MIN_FACE_PX:
-            raise PersonaError(f"the face in the persona photo is only {width:.0f} px across: use a photo "
-                               f"where the face is at least {MIN_FACE_PX} px wide")
+        photo, points, self._oval, width = persona_face(persona_photo)
         photo, points = _frame_face(photo, points, width)
         self._photo = photo
         self._points = points
@@ -93,14 +84,9 @@ class PortraitFilter:
         self._stage: _Stage | None = None
         self._mesher = FaceMesher(still=False)
 
-    @property
-    def hold_s(self) -> float:
-        return self._policy.hold_s
-
     def process(self, image: np.ndarray, t_capture: float) -> FaceOutput:
         """The persona photo animated by the operator's face in this BGR frame; the input is not modified."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError("expected a BGR uint8 image of shape (h, w, 3)")
+        check_frame(image)
         size = (int(image.shape[0]), int(image.shape[1]))
         found = self._mesher(image)
         if found is None:
@@ -134,14 +120,13 @@ class PortraitFilter:
         mesh (a fold shows as a tear). Each round, the points of a folded triangle keep about half their
         expression and their neighbours most of it, so the easing stays local and smooth; if a fold survives that, the expression
         goes entirely (the pose alone is a similarity and cannot fold)."""
-        rest = stage.points.astype(np.float64)
-        ref = _signed_areas(stage.src, stage.triangles)
+        rest = stage.rest
         n_sub = len(stage.subset)
         weight = np.ones(len(rest))
         for _ in range(UNFOLD_ROUNDS):
             posed = pose.apply(rest + weight[:, None] * (target - rest))
             dst = np.vstack([posed[stage.subset], anchors]).astype(np.float32)
-            folded = stage.judged & (np.sign(_signed_areas(dst, stage.triangles)) != np.sign(ref))
+            folded = stage.judged & (np.sign(_signed_areas(dst, stage.triangles)) != stage.src_sign)
             if not folded.any():
                 return dst
             bad = np.unique(stage.triangles[folded])
@@ -162,8 +147,7 @@ class PortraitFilter:
         subset = warp_point_subset(points, EXTRA_WARP_POINTS)
 
         centre = points[self._oval].mean(axis=0)
-        down = points[152] - points[168]
-        down /= max(float(np.linalg.norm(down)), 1e-6)
+        down = face_down(points)
         inner, outer = ring(points, self._oval, INNER_RING), ring(points, self._oval, OUTER_RING)
         below_inner = np.clip(((inner - centre) @ down) / np.linalg.norm(inner - centre, axis=1), 0.0, 1.0)
         below_outer = np.clip(((outer - centre) @ down) / np.linalg.norm(outer - centre, axis=1), 0.0, 1.0)
@@ -191,17 +175,11 @@ class PortraitFilter:
         rows = {int(i): k for k, i in enumerate(subset)}
         lip_rows = np.array([rows[int(i)] for i in self._mouth], dtype=np.int32)  # contour points: all in
         self._stage = _Stage(size, photo, points, subset, anchors, weights, src, triangles, judged, lip_rows,
-                             Retargeter(points), skin)
+                             Retargeter(points), skin, points.astype(np.float64), np.sign(a_src))
         return self._stage
 
     def close(self) -> None:
         self._mesher.close()
-
-    def __enter__(self) -> "PortraitFilter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _frame_face(photo: np.ndarray, points: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:

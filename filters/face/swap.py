@@ -19,12 +19,14 @@ import cv2
 import numpy as np
 
 from engine.errors import PersonaError
-from filters.face.blend import composite, face_width, feathered_mask, mouth_cut_weight, mouth_openness
+from filters.face.animate import LIP_LOWER, LIP_UPPER, MOUTH_LEFT, MOUTH_RIGHT, mesh_openness
+from filters.face.blend import composite, face_width, feathered_mask, mouth_cut_weight
 from filters.face.color import transfer_color
 from filters.face.fallback import FADE_S, HOLD_S, LostFacePolicy
 from filters.face.occlusion import OccluderDetector
 from filters.face.reshape import ShapeTransfer
-from filters.face.landmarks import N_MESH_POINTS, FaceMesher, face_oval_indices, lips_inner_indices
+from filters.face.landmarks import (N_MESH_POINTS, ClosesOnExit, FaceMesher, face_down, face_oval_indices,
+                                    lips_inner_indices)
 from filters.face.smoothing import LandmarkSmoother
 from filters.face.warp import triangulate, warp_face
 
@@ -48,8 +50,6 @@ TURN_FULL = 0.12
 TURN_NONE = 0.45
 # Occluders are looked for over the face outline's box grown this much (the reshaping ring included).
 OCCLUSION_REACH = 1.5
-# Mesh indices: inner-lip midpoints (upper, lower) and inner mouth corners.
-_LIP_UPPER, _LIP_LOWER, _MOUTH_LEFT, _MOUTH_RIGHT = 13, 14, 78, 308
 
 
 @dataclass
@@ -59,7 +59,7 @@ class FaceOutput:
     source: str  # "converted" | "held" | "portrait" (also while fading to it)
 
 
-class FaceSwapFilter:
+class FaceSwapFilter(ClosesOnExit):
     """Replaces the operator's face with the persona's in each frame; owns its own tracking mesher.
 
     One instance is driven by one worker thread at a time (the mesher keeps tracking state between frames).
@@ -67,17 +67,7 @@ class FaceSwapFilter:
 
     def __init__(self, persona_photo: np.ndarray, *, hold_s: float = HOLD_S,
                  shape_strength: float = SHAPE_STRENGTH, fade_s: float = FADE_S) -> None:
-        photo = _check_photo(persona_photo)
-        with FaceMesher(still=True) as still:
-            points = still(photo)
-        if points is None:
-            raise PersonaError(NO_FACE_MESSAGE)
-        points = points[:N_MESH_POINTS]
-        oval = np.array(face_oval_indices(), dtype=np.int32)
-        width = face_width(points[oval])
-        if width < MIN_FACE_PX:
-            raise PersonaError(f"the face in the persona photo is only {width:.0f} px across: use a photo "
-                               f"where the face is at least {MIN_FACE_PX} px wide")
+        photo, points, oval, width = persona_face(persona_photo)
         self._policy = LostFacePolicy(photo, focus=tuple(points.mean(axis=0)), hold_s=hold_s, fade_s=fade_s)
         scale = min(1.0, MAX_FACE_PX / width)
         if scale < 1.0:
@@ -94,14 +84,9 @@ class FaceSwapFilter:
         self._smoother = LandmarkSmoother()
         self._occluders = OccluderDetector()
 
-    @property
-    def hold_s(self) -> float:
-        return self._policy.hold_s
-
     def process(self, image: np.ndarray, t_capture: float) -> FaceOutput:
         """Convert one BGR frame captured at `t_capture` seconds; the input is not modified."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError("expected a BGR uint8 image of shape (h, w, 3)")
+        check_frame(image)
         size = image.shape[:2]
         found = self._mesher(image)
         out = None
@@ -139,7 +124,7 @@ class FaceSwapFilter:
         x0, y0, x1, y1 = box
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
-        openness = mouth_openness(dst[_LIP_UPPER], dst[_LIP_LOWER], dst[_MOUTH_LEFT], dst[_MOUTH_RIGHT])
+        openness = mesh_openness(dst)
         alpha = feathered_mask(dst[self._oval], box, dst[self._mouth], mouth_cut_weight(openness))
         alpha *= warped > 0  # never show warp pixels the mesh did not cover
         obox = _grown_box(operator[self._oval], OCCLUSION_REACH, image.shape[:2])
@@ -155,18 +140,11 @@ class FaceSwapFilter:
         if occlusion is not None:
             # The occluder as the camera saw it: the reshaping moved it with the head outline.
             ox0, oy0, ox1, oy1 = obox
-            occ = occlusion.mask
-            out[oy0:oy1, ox0:ox1] = cv2.blendLinear(image[oy0:oy1, ox0:ox1], out[oy0:oy1, ox0:ox1], occ, 1.0 - occ)
+            composite(out, image[oy0:oy1, ox0:ox1], occlusion.mask, obox)
         return out
 
     def close(self) -> None:
         self._mesher.close()
-
-    def __enter__(self) -> "FaceSwapFilter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def warp_point_subset(points: np.ndarray, extra: int) -> np.ndarray:
@@ -198,19 +176,41 @@ def opened_mouth(points: np.ndarray, inner_lips: np.ndarray, drop: float = 0.3) 
     """
     pts = np.asarray(points, dtype=np.float64)
     loop = [int(i) for i in inner_lips]
-    a, b = sorted((loop.index(_MOUTH_LEFT), loop.index(_MOUTH_RIGHT)))
+    a, b = sorted((loop.index(MOUTH_LEFT), loop.index(MOUTH_RIGHT)))
     half = loop[a + 1 : b]
-    lower = half if _LIP_LOWER in half else loop[b + 1 :] + loop[:a]
-    upper = [i for i in loop if i not in lower and i not in (_MOUTH_LEFT, _MOUTH_RIGHT)]
-    down = pts[152] - pts[168]  # chin minus nose bridge: the face's own "down", whatever its roll
-    down /= max(float(np.linalg.norm(down)), 1e-6)
-    centre = (pts[_LIP_UPPER] + pts[_LIP_LOWER]) / 2
+    lower = half if LIP_LOWER in half else loop[b + 1 :] + loop[:a]
+    upper = [i for i in loop if i not in lower and i not in (MOUTH_LEFT, MOUTH_RIGHT)]
+    down = face_down(pts)
+    centre = (pts[LIP_UPPER] + pts[LIP_LOWER]) / 2
     below = np.clip(((pts - centre) @ down) / 3.0, 0.0, 1.0)
     below[lower] = 1.0
     below[upper] = 0.0
-    below[[_MOUTH_LEFT, _MOUTH_RIGHT]] = 0.0
-    mouth_w = float(np.linalg.norm(pts[_MOUTH_RIGHT] - pts[_MOUTH_LEFT]))
+    below[[MOUTH_LEFT, MOUTH_RIGHT]] = 0.0
+    mouth_w = float(np.linalg.norm(pts[MOUTH_RIGHT] - pts[MOUTH_LEFT]))
     return (pts + (drop * mouth_w * below)[:, None] * down).astype(np.float32)
+
+
+def persona_face(persona_photo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(photo, mesh points, face-outline indices, face width in px) of a persona photo, or a PersonaError
+    saying what is wrong with it (no face, or a face too small to use)."""
+    photo = _check_photo(persona_photo)
+    with FaceMesher(still=True) as still:
+        points = still(photo)
+    if points is None:
+        raise PersonaError(NO_FACE_MESSAGE)
+    points = points[:N_MESH_POINTS].astype(np.float32)
+    oval = np.array(face_oval_indices(), dtype=np.int32)
+    width = face_width(points[oval])
+    if width < MIN_FACE_PX:
+        raise PersonaError(f"the face in the persona photo is only {width:.0f} px across: use a photo "
+                           f"where the face is at least {MIN_FACE_PX} px wide")
+    return photo, points, oval, width
+
+
+def check_frame(image: np.ndarray) -> None:
+    """Refuse anything but the BGR uint8 (h, w, 3) frames every face filter takes."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError("expected a BGR uint8 image of shape (h, w, 3)")
 
 
 def _check_photo(photo: np.ndarray) -> np.ndarray:

@@ -92,11 +92,6 @@ class VoiceGate:
         self.confirmed = np.zeros(0, bool)
 
     @property
-    def floor_db(self) -> float:
-        """The current noise floor estimate in dBFS."""
-        return self._state.floor_db
-
-    @property
     def is_closed(self) -> bool:
         return self._state.gain_db <= CLOSED_DB and self._state.hang == 0
 

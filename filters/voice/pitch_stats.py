@@ -51,3 +51,14 @@ class RunningLogF0:
         self.w = min(frames, self.memory_frames)
         self.s1 = self.w * log_f0_mean
         self.s2 = self.w * (log_f0_mean ** 2 + log_f0_std ** 2)
+
+
+def spread_ratio(persona_std: float, operator_std: float) -> float:
+    """How much the operator's pitch movements are scaled to span the persona's range (clipped to 0.5-2:
+    a monotone or a wildly varying stretch of speech must not flatten or exaggerate them past that)."""
+    return min(max(persona_std / operator_std, 0.5), 2.0)
+
+
+def toward_persona(log_f0: np.ndarray, operator_mean: float, persona_mean: float, ratio: float) -> np.ndarray:
+    """Operator log-F0 values moved onto the persona's: same distance from the mean, scaled by `ratio`."""
+    return persona_mean + (log_f0 - operator_mean) * ratio

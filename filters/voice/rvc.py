@@ -39,7 +39,7 @@ from engine import models
 from engine.errors import ModelError, PersonaError
 from filters.voice.gate import CLOSED_DB, VoiceGate
 from filters.voice.offline import convert_offline
-from filters.voice.pitch_stats import RunningLogF0
+from filters.voice.pitch_stats import RunningLogF0, spread_ratio, toward_persona
 from filters.voice.profile import (
     FRAME,
     RATE,
@@ -94,14 +94,6 @@ class PitchMap:
     def reset(self) -> None:
         self.stats.reset()
 
-    @property
-    def mean(self) -> float:
-        return self.stats.mean
-
-    @property
-    def std(self) -> float:
-        return self.stats.std
-
     def learn(self, f0: np.ndarray) -> None:
         """Fold in new voiced frames (each once); octave errors are clipped to 3 spreads."""
         self.stats.learn(np.log(f0[f0 > 0]))
@@ -114,8 +106,8 @@ class PitchMap:
         voiced = f0 > 0
         log_f0 = np.log(f0[voiced])
         if self.profile is not None:
-            ratio = min(max(self.profile.log_f0_std / self.std, 0.5), 2.0)
-            log_f0 = self.profile.log_f0_mean + (log_f0 - self.mean) * ratio
+            ratio = spread_ratio(self.profile.log_f0_std, self.stats.std)
+            log_f0 = toward_persona(log_f0, self.stats.mean, self.profile.log_f0_mean, ratio)
         out[voiced] = np.exp(log_f0 + self.shift)
         return np.clip(out, 0.0, 1100.0)
 

@@ -65,11 +65,6 @@ class PolyphaseResampler:
         """Outputs that exist after `n_in` input samples."""
         return np.maximum(0, -((self.centre - np.asarray(n_in) * self.up) // self.down))
 
-    @property
-    def delay_in_samples(self) -> float:
-        """How far (in input samples) the last computable output lags the input: the filter's half length."""
-        return self.centre / self.up
-
     def process(self, x: np.ndarray) -> np.ndarray:
         self.history = np.concatenate([self.history, np.asarray(x, dtype=np.float64)])
         self.seen += len(x)

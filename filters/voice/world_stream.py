@@ -29,7 +29,7 @@ import numpy as np
 from engine.errors import PersonaError
 from filters.voice.gate import VoiceGate
 from filters.voice.offline import convert_offline
-from filters.voice.pitch_stats import RunningLogF0
+from filters.voice.pitch_stats import RunningLogF0, spread_ratio, toward_persona
 from filters.voice.profile import (
     ANALYSIS_REACH,
     FFT_SIZE,
@@ -185,12 +185,11 @@ class PulseSynth:
             # The pulse fell between samples at-1 and at: place it at `at`, advanced by the remainder.
             frac = (np.floor(phase[at]) - before[at]) / (phase[at] - before[at])
             self._add_pulses(at, frac - 1.0, voiced[at], hz[at], log_sp, ap)
-        out = self.acc[:self.hop].copy()
-        self.acc = np.concatenate([self.acc[self.hop:], np.zeros(self.hop)])
-        return out
+        return self.silence()  # hand out the finished hop
 
     def silence(self) -> np.ndarray:
-        """One hop with nothing new to say: earlier pulses ring out; no new pulses, so it costs nothing."""
+        """The next hop of what is already in the accumulator (with nothing new to say: earlier pulses ring
+        out, no new ones, so it costs nothing)."""
         out = self.acc[:self.hop].copy()
         self.acc = np.concatenate([self.acc[self.hop:], np.zeros(self.hop)])
         return out
@@ -225,23 +224,21 @@ class WorldVoiceConverter:
     """Operator voice in, persona voice out, at 16 kHz, any chunk sizes, constant delay."""
 
     def __init__(self, profile: VoiceProfile, *, hop_ms: float = 20, lookahead_ms: float = 20,
-                 crossfade_ms: float = 10, seed: int = 0, gate: bool = True, knn: bool = True) -> None:
-        """`crossfade_ms` is accepted for configurations written for a crossfading converter; this one has
-        no chunk seams to fade (see the module note), so it changes nothing and adds no latency.
+                 seed: int = 0, gate: bool = True, knn: bool = True) -> None:
+        """No crossfade: this converter has no chunk seams to fade (see the module note).
         `gate=False` re-synthesises everything, room noise included; `knn=False` leaves out the matching
         of persona frames (both for comparison)."""
         hop = int(round(hop_ms * RATE / 1000))
         if hop <= 0 or hop % FRAME or hop > 8 * FRAME:
             raise ValueError(f"hop_ms must be a multiple of {1000 * FRAME // RATE} ms up to 40 ms, not {hop_ms}")
-        if not 0 <= lookahead_ms <= 100 or not 0 <= crossfade_ms <= hop_ms:
-            raise ValueError("lookahead_ms must be 0-100 and crossfade_ms 0-hop_ms")
+        if not 0 <= lookahead_ms <= 100:
+            raise ValueError("lookahead_ms must be 0-100")
         if profile.rate != RATE:
             raise PersonaError(f"voice profile is for {profile.rate} Hz, the converter runs at {RATE} Hz: "
                                "learn the profile again")
         self.profile = profile
         self.hop = hop
         self.lookahead = int(round(lookahead_ms * RATE / 1000))
-        self.crossfade_ms = crossfade_ms
         self._context = -(-ANALYSIS_REACH // FRAME) * FRAME
         self._centres = self._context + np.arange(0, hop + 1, FRAME)
         # Frames inside the lookahead: only their level is measured, so the gate can open ahead of onsets.
@@ -349,7 +346,7 @@ class WorldVoiceConverter:
             confidence = op.env_w / (op.env_w + _frames(PRIOR_SECONDS))
             eq = smooth_bins(self._target_env - warp_envelope(env, alpha), EQ_SMOOTH_BINS)
             self._eq = confidence * np.clip(eq, -EQ_LIMIT, EQ_LIMIT) * self._in_band
-        self._f0_ratio = min(max(p.log_f0_std / op.std, 0.5), 2.0)
+        self._f0_ratio = spread_ratio(p.log_f0_std, op.std)
         # Converted frames are normalised by their own average (what the operator's average becomes),
         # as the persona frames were by theirs; before any speech, assume the persona's.
         mean_env = self._target_env if env is None else warp_envelope(env, alpha) + self._eq
@@ -383,7 +380,7 @@ class WorldVoiceConverter:
         p = self.profile
         voiced = f0 > 0
         new_f0 = np.zeros_like(f0)
-        new_f0[voiced] = np.exp(p.log_f0_mean + (np.log(f0[voiced]) - self.operator.mean) * self._f0_ratio)
+        new_f0[voiced] = np.exp(toward_persona(np.log(f0[voiced]), self.operator.mean, p.log_f0_mean, self._f0_ratio))
         new_f0 = np.clip(new_f0, 0.0, 600.0)
         new_sp = warp_envelope(log_sp, self._alpha) + self._eq
         if self._frames is not None and voiced.any():

@@ -36,8 +36,22 @@ TONE_CANDIDATES: tuple[tuple[float, float], ...] = tuple(
 )
 
 
+class _NamesPayload:
+    """The two halves of a found payload (see `make_payload`), as hex; None when nothing was found."""
+
+    payload: bytes | None
+
+    @property
+    def persona_hash(self) -> str | None:
+        return self.payload[:4].hex() if self.payload else None
+
+    @property
+    def call_hash(self) -> str | None:
+        return self.payload[4:].hex() if self.payload else None
+
+
 @dataclass(frozen=True)
-class WindowResult:
+class WindowResult(_NamesPayload):
     """Outcome for one window of frames.
 
     `found` is decided by the CRC alone. `score` is the correlation (-1..1) between the window's soft bits
@@ -53,17 +67,9 @@ class WindowResult:
     score: float
     tone: tuple[float, float] | None = None
 
-    @property
-    def persona_hash(self) -> str | None:
-        return self.payload[:4].hex() if self.payload else None
-
-    @property
-    def call_hash(self) -> str | None:
-        return self.payload[4:].hex() if self.payload else None
-
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(_NamesPayload):
     """What a video file proves: whether it carries an evercall mark, and for which persona and call."""
 
     path: str
@@ -74,14 +80,6 @@ class VerifyReport:
     found: bool
     payload: bytes | None
     fraction_found: float
-
-    @property
-    def persona_hash(self) -> str | None:
-        return self.payload[:4].hex() if self.payload else None
-
-    @property
-    def call_hash(self) -> str | None:
-        return self.payload[4:].hex() if self.payload else None
 
     def matches(self, persona_id: str, call_id: str) -> bool:
         """Whether the mark names this persona and call (see `make_payload`)."""

@@ -127,11 +127,6 @@ def coarse(fine: np.ndarray) -> np.ndarray:
     return np.stack([coarse(f) for f in fine.reshape(-1, *fine.shape[-2:])]).reshape(*fine.shape[:-2], GRID_H, GRID_W)
 
 
-def luma_grid(image: np.ndarray) -> np.ndarray:
-    """Area-averaged luma of a frame on the canonical grid: what both embedder and detector measure."""
-    return coarse(fine_luma(image))
-
-
 def _axis_response(cells: int, pixels: int) -> np.ndarray:
     eye = np.eye(cells, dtype=np.float32)
     up = cv2.resize(eye, (pixels, cells), interpolation=cv2.INTER_LINEAR)
@@ -141,7 +136,7 @@ def _axis_response(cells: int, pixels: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def resample_response(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """How a grid-level change, upsampled to (height, width) and measured by `luma_grid`, lands on the grid.
+    """How a grid-level change, upsampled to (height, width) and measured as `coarse(fine_luma(frame))`, lands on the grid.
 
     Returns (ry, rx) with ry[k] / rx[k] the grid response to a unit impulse in row / column k, measured with
     the very cv2 calls the embedder and detector use (all of them separable), so the model is exact.
