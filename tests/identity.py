@@ -39,3 +39,16 @@ def face_descriptor(image_bgr: np.ndarray, upsample: int = 1) -> np.ndarray | No
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b))
+
+
+def closer_to_persona(frames, persona_bgr: np.ndarray, operator_bgr: np.ndarray) -> tuple[int, int]:
+    """(frames showing a face, of those the ones closer to the persona than to the operator, by dlib)."""
+    persona, operator = face_descriptor(persona_bgr), face_descriptor(operator_bgr)
+    faced = closer = 0
+    for image in frames:
+        desc = face_descriptor(image)
+        if desc is None:
+            continue
+        faced += 1
+        closer += distance(desc, persona) < distance(desc, operator)
+    return faced, closer

@@ -9,7 +9,7 @@ import numpy as np
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
 from tests.farend import join_for
-from tests.identity import distance, face_descriptor
+from tests.identity import closer_to_persona
 
 
 async def _join(url: str, seconds: float) -> dict:
@@ -40,16 +40,8 @@ async def test_far_end_receives_persona_face_and_voice(demo, demo_persona) -> No
     assert av["skew_ms"] is not None, av
     assert abs(av["skew_ms"]) <= max(20.0, 0.3 * av["audio_send_delay_ms"]), av
     assert len(got["frames"]) > 60, "the far end should receive a steady stream of frames"
-    persona = face_descriptor(demo_persona.photo)
     import cv2
-    operator = face_descriptor(cv2.imread(str(demo.operator_photo)))
-    closer = faced = 0
-    for image in got["frames"][-30::3]:
-        desc = face_descriptor(image)
-        if desc is None:
-            continue
-        faced += 1
-        closer += distance(desc, persona) < distance(desc, operator)
+    faced, closer = closer_to_persona(got["frames"][-30::3], demo_persona.photo, cv2.imread(str(demo.operator_photo)))
     assert faced >= 5, "the received video should show a face"
     assert closer / faced >= 0.9, f"only {closer}/{faced} received frames look like the persona"
     audio = np.concatenate(got["audio"][-150:])

@@ -17,11 +17,11 @@ import pytest
 from engine.errors import PersonaError
 from filters.face.animate import LEFT_EYE, RIGHT_EYE
 from filters.face.fallback import cover_fit
-from filters.face.landmarks import FaceMesher, lips_inner_indices
+from filters.face.landmarks import lips_inner_indices
 from filters.face.portrait import PortraitFilter
 from filters.face.warp import triangulate, warp_face
 from tests.identity import DIFFERENT_PEOPLE, distance, face_descriptor
-from tests.test_face_swap import H, W, moved, open_mouth, operator, persona  # noqa: F401 (fixtures)
+from tests.test_face_swap import H, W, moved, open_mouth, operator, persona, still_mesh  # noqa: F401 (fixtures)
 
 BROWS = [46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
 
@@ -31,13 +31,6 @@ def portrait(persona):
     f = PortraitFilter(persona, hold_s=0.5)
     yield f
     f.close()
-
-
-def still_mesh(image: np.ndarray) -> np.ndarray:
-    with FaceMesher(still=True) as mesher:
-        pts = mesher(image)
-    assert pts is not None, "no face in the image"
-    return pts[:468]
 
 
 def deform(frame: np.ndarray, move) -> np.ndarray:

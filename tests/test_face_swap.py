@@ -21,6 +21,14 @@ from tests.identity import SAME_PERSON, distance, face_descriptor
 H, W = 480, 640
 
 
+def still_mesh(image: np.ndarray) -> np.ndarray:
+    """The 468 mesh points MediaPipe finds in a still image (the test fails if there is no face)."""
+    with FaceMesher(still=True) as mesher:
+        pts = mesher(image)
+    assert pts is not None, "no face in the image"
+    return pts[:468]
+
+
 @pytest.fixture(scope="module")
 def persona() -> np.ndarray:
     import matplotlib
@@ -123,8 +131,7 @@ def open_mouth(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Returns the frame and a mask of the painted interior, shrunk so the lip edge is not counted.
     """
-    with FaceMesher(still=True) as mesher:
-        pts = mesher(frame)[:468]
+    pts = still_mesh(frame)
     mouth_w = float(np.linalg.norm(pts[308] - pts[78]))
     lip_line = (pts[13, 1] + pts[14, 1]) / 2
     below = np.clip((pts[:, 1] - lip_line + 2) / 4, 0, 1)  # 1 under the lip line, 0 above it
@@ -229,8 +236,7 @@ def test_lost_face_holds_then_shows_portrait_never_the_operator(swap, persona, o
 
 def with_cup(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A white mug with a red band raised in front of the mouth and chin; returns (frame, its mask)."""
-    with FaceMesher(still=True) as mesher:
-        pts = mesher(frame)[:468]
+    pts = still_mesh(frame)
     x0, x1 = int(pts[61, 0]) - 25, int(pts[291, 0]) + 30
     y0, y1 = int(pts[2, 1]) + 5, int(pts[152, 1]) + 60
     out, mask = frame.copy(), np.zeros(frame.shape[:2], np.uint8)
@@ -242,8 +248,7 @@ def with_cup(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def with_hand(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A green-gloved hand (palm and four fingers) over one cheek and eye; returns (frame, its mask)."""
-    with FaceMesher(still=True) as mesher:
-        pts = mesher(frame)[:468]
+    pts = still_mesh(frame)
     cx, cy = (int(v) for v in pts[205])
     mask = np.zeros(frame.shape[:2], np.uint8)
     cv2.ellipse(mask, (cx - 10, cy + 25), (35, 45), 15, 0, 360, 255, -1)
@@ -354,8 +359,7 @@ def yawed(frame: np.ndarray, degrees: float) -> np.ndarray:
     the face: the near side widens, the far side crowds toward the silhouette."""
     from filters.face.landmarks import face_oval_indices
 
-    with FaceMesher(still=True) as mesher:
-        pts = mesher(frame)[:468]
+    pts = still_mesh(frame)
     oval = pts[face_oval_indices()]
     cx, r = float(oval[:, 0].mean()), float(np.ptp(oval[:, 0])) / 2 * 1.25
     xs = np.arange(W, dtype=np.float32)
@@ -375,8 +379,7 @@ def test_head_turns_up_to_45_degrees_without_tearing(swap, operator):
 
     def masks(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(inside the face, away from its edge and the mouth; a band just outside the face)."""
-        with FaceMesher(still=True) as mesher:
-            pts = mesher(frame)[:468]
+        pts = still_mesh(frame)
         width = int(np.ptp(pts[face_oval_indices()][:, 0]))
         oval = np.zeros((H, W), np.uint8)
         cv2.fillPoly(oval, [np.round(pts[face_oval_indices()]).astype(np.int32)], 255)

@@ -17,6 +17,7 @@ from filters.face import warp as warp_mod
 from filters.face.blend import composite
 from filters.face.gpu import TorchCompositor
 from tests import tiny_models
+from tests.test_models import operator_frame, persona  # noqa: F401 (fixtures, shared)
 
 pytestmark = pytest.mark.filterwarnings("ignore:`estimate` is deprecated:FutureWarning")
 
@@ -116,20 +117,6 @@ def test_blend_matches_numpy_composite(comp: TorchCompositor) -> None:
 # ---------------------------------------------------------------------------------------------------
 # The neural filter: IO binding and detection every N frames (tiny models, CPU provider)
 
-
-
-@pytest.fixture(scope="module")
-def persona() -> np.ndarray:
-    from tests.test_models import _sample
-
-    return _sample("grace_hopper")
-
-
-@pytest.fixture(scope="module")
-def operator_frame() -> np.ndarray:
-    from tests.test_models import operator_in_room
-
-    return operator_in_room()
 
 
 @pytest.fixture(scope="module")

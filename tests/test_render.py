@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from calls.render import render
-from tests.identity import distance, face_descriptor
+from tests.identity import closer_to_persona
 
 
 def _probe(path: Path) -> tuple[list[np.ndarray], float | None, Fraction]:
@@ -47,15 +47,7 @@ def test_render_keeps_frame_count_rate_and_audio_duration(demo, rendered) -> Non
 def test_rendered_faces_are_the_personas(demo, demo_persona, rendered) -> None:
     out, _ = rendered
     frames, _, _ = _probe(out)
-    persona = face_descriptor(demo_persona.photo)
-    operator = face_descriptor(cv2.imread(str(demo.operator_photo)))
-    faced = closer = 0
-    for image in frames[::4]:
-        desc = face_descriptor(image)
-        if desc is None:
-            continue
-        faced += 1
-        closer += distance(desc, persona) < distance(desc, operator)
+    faced, closer = closer_to_persona(frames[::4], demo_persona.photo, cv2.imread(str(demo.operator_photo)))
     assert faced >= len(frames[::4]) // 2, "most output frames should show a face"
     assert closer >= 0.9 * faced, f"{closer}/{faced} output faces are closer to the persona"
 

@@ -1,6 +1,6 @@
 """The RVC-style neural voice backend, on tiny ONNX stand-ins with the real models' signatures.
 
-The stand-ins (built here with onnx.helper, a few kB each) keep the registry's tensor names, ranks and
+The stand-ins (built by tests/tiny_models.py with onnx.helper, a few kB each) keep the registry's tensor names, ranks and
 dynamic axes, and do simple arithmetic that makes the pipeline's timing observable:
 
 - content encoder: per 20 ms of audio, its mean absolute value, in all 768 channels;
@@ -16,94 +16,16 @@ import math
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from scipy import signal
 
 from engine.errors import ModelError
-from engine.models import MODELS
 from filters.voice.rvc import RvcConverter, coarse_pitch
 from filters.voice.stream import VoiceStream
+from tests.tiny_models import DECODER_RATE, TONE_HZ, make_decoder, make_encoder, make_pitch
 from tests.voice_samples import feed_in_chunks
 
 RATE = 16000
-DECODER_RATE = 40000
-TONE_HZ = 130.0  # 15.6 periods per 120 ms block: consecutive windows start out of phase
-OPSET = 17
-
-
-def _save(graph: onnx.GraphProto, path: Path) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def _io(spec_key: str) -> tuple[list, list]:
-    """Graph inputs/outputs named, typed and shaped as the registry expects."""
-    spec = MODELS[spec_key]
-    types = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
-    make = helper.make_tensor_value_info
-    return ([make(t.name, types[t.dtype], list(t.shape)) for t in spec.inputs],
-            [make(t.name, types[t.dtype], list(t.shape)) for t in spec.outputs])
-
-
-def make_encoder(path: Path) -> Path:
-    inputs, outputs = _io("rvc_content_encoder")
-    nodes = [
-        helper.make_node("Reshape", ["audio", "frame_shape"], ["framed"]),
-        helper.make_node("Abs", ["framed"], ["magnitude"]),
-        helper.make_node("ReduceMean", ["magnitude"], ["level"], axes=[2], keepdims=1),
-        helper.make_node("MatMul", ["level", "spread"], ["units"]),
-    ]
-    inits = [numpy_helper.from_array(np.array([1, -1, 320], np.int64), "frame_shape"),
-             numpy_helper.from_array(np.ones((1, 768), np.float32), "spread")]
-    return _save(helper.make_graph(nodes, "tiny_content_encoder", inputs, outputs, inits), path)
-
-
-def make_pitch(path: Path) -> Path:
-    inputs, outputs = _io("rvc_pitch")
-    nodes = [
-        helper.make_node("Reshape", ["waveform", "frame_shape"], ["framed"]),
-        helper.make_node("Mul", ["framed", "framed"], ["square"]),
-        helper.make_node("ReduceMean", ["square"], ["power"], axes=[2], keepdims=0),
-        helper.make_node("Greater", ["power", "threshold"], ["loud"]),
-        helper.make_node("Cast", ["loud"], ["voiced"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["voiced", "tone"], ["f0"]),
-    ]
-    inits = [numpy_helper.from_array(np.array([1, -1, 160], np.int64), "frame_shape"),
-             numpy_helper.from_array(np.array(1e-6, np.float32), "threshold"),
-             numpy_helper.from_array(np.array(TONE_HZ, np.float32), "tone")]
-    return _save(helper.make_graph(nodes, "tiny_pitch", inputs, outputs, inits), path)
-
-
-def make_decoder(path: Path) -> Path:
-    inputs, outputs = _io("rvc_decoder")
-    per_frame = DECODER_RATE // 100
-    nodes = [
-        helper.make_node("ReduceMean", ["phone"], ["amp"], axes=[2], keepdims=1),  # (1, T, 1)
-        helper.make_node("Unsqueeze", ["pitchf", "last_axis"], ["hz"]),  # (1, T, 1)
-        helper.make_node("Mul", ["amp", "ones"], ["amp_t"]),  # (1, T, per_frame)
-        helper.make_node("Mul", ["hz", "ones"], ["hz_t"]),
-        helper.make_node("Reshape", ["amp_t", "flat"], ["amp_s"]),  # (1, 1, T * per_frame)
-        helper.make_node("Reshape", ["hz_t", "flat"], ["hz_s"]),
-        helper.make_node("Mul", ["hz_s", "radians_per_hz"], ["step"]),
-        helper.make_node("CumSum", ["step", "time_axis"], ["phase"]),
-        helper.make_node("Sin", ["phase"], ["wave"]),
-        helper.make_node("Mul", ["wave", "amp_s"], ["shaped"]),
-        helper.make_node("Mul", ["shaped", "gain"], ["audio"]),  # a sine's mean |x| is 2/pi of its peak
-    ]
-    inits = [numpy_helper.from_array(np.array([2], np.int64), "last_axis"),
-             numpy_helper.from_array(np.ones((1, 1, per_frame), np.float32), "ones"),
-             numpy_helper.from_array(np.array([1, 1, -1], np.int64), "flat"),
-             numpy_helper.from_array(np.array(2 * np.pi / DECODER_RATE, np.float32), "radians_per_hz"),
-             numpy_helper.from_array(np.array(2, np.int64), "time_axis"),
-             numpy_helper.from_array(np.array(np.pi / 2, np.float32), "gain")]
-    return _save(helper.make_graph(nodes, "tiny_decoder", inputs, outputs, inits), path)
-
-
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("rvc_models")

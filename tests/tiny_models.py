@@ -221,3 +221,74 @@ def write_face_models(folder: Path, *, restorer: bool = False) -> Path:
     if restorer:
         make_restorer(folder / MODELS["gfpgan_1.4"].file_name)
     return folder
+
+
+# -- RVC-style voice stand-ins (see tests/test_voice_rvc.py for what each computes) ----------------------
+DECODER_RATE = 40000
+TONE_HZ = 130.0  # 15.6 periods per 120 ms block: consecutive windows start out of phase
+
+
+def _io(spec_key: str) -> tuple[list, list]:
+    """Graph inputs/outputs named, typed and shaped as the registry expects."""
+    spec = MODELS[spec_key]
+    make = helper.make_tensor_value_info
+    return ([make(t.name, _DTYPES[t.dtype], list(t.shape)) for t in spec.inputs],
+            [make(t.name, _DTYPES[t.dtype], list(t.shape)) for t in spec.outputs])
+
+
+def make_encoder(path: Path) -> Path:
+    inputs, outputs = _io("rvc_content_encoder")
+    nodes = [
+        helper.make_node("Reshape", ["audio", "frame_shape"], ["framed"]),
+        helper.make_node("Abs", ["framed"], ["magnitude"]),
+        helper.make_node("ReduceMean", ["magnitude"], ["level"], axes=[2], keepdims=1),
+        helper.make_node("MatMul", ["level", "spread"], ["units"]),
+    ]
+    inits = [numpy_helper.from_array(np.array([1, -1, 320], np.int64), "frame_shape"),
+             numpy_helper.from_array(np.ones((1, 768), np.float32), "spread")]
+    return _save_graph(helper.make_graph(nodes, "tiny_content_encoder", inputs, outputs, inits), path)
+
+
+def make_pitch(path: Path) -> Path:
+    inputs, outputs = _io("rvc_pitch")
+    nodes = [
+        helper.make_node("Reshape", ["waveform", "frame_shape"], ["framed"]),
+        helper.make_node("Mul", ["framed", "framed"], ["square"]),
+        helper.make_node("ReduceMean", ["square"], ["power"], axes=[2], keepdims=0),
+        helper.make_node("Greater", ["power", "threshold"], ["loud"]),
+        helper.make_node("Cast", ["loud"], ["voiced"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["voiced", "tone"], ["f0"]),
+    ]
+    inits = [numpy_helper.from_array(np.array([1, -1, 160], np.int64), "frame_shape"),
+             numpy_helper.from_array(np.array(1e-6, np.float32), "threshold"),
+             numpy_helper.from_array(np.array(TONE_HZ, np.float32), "tone")]
+    return _save_graph(helper.make_graph(nodes, "tiny_pitch", inputs, outputs, inits), path)
+
+
+def make_decoder(path: Path) -> Path:
+    inputs, outputs = _io("rvc_decoder")
+    per_frame = DECODER_RATE // 100
+    nodes = [
+        helper.make_node("ReduceMean", ["phone"], ["amp"], axes=[2], keepdims=1),  # (1, T, 1)
+        helper.make_node("Unsqueeze", ["pitchf", "last_axis"], ["hz"]),  # (1, T, 1)
+        helper.make_node("Mul", ["amp", "ones"], ["amp_t"]),  # (1, T, per_frame)
+        helper.make_node("Mul", ["hz", "ones"], ["hz_t"]),
+        helper.make_node("Reshape", ["amp_t", "flat"], ["amp_s"]),  # (1, 1, T * per_frame)
+        helper.make_node("Reshape", ["hz_t", "flat"], ["hz_s"]),
+        helper.make_node("Mul", ["hz_s", "radians_per_hz"], ["step"]),
+        helper.make_node("CumSum", ["step", "time_axis"], ["phase"]),
+        helper.make_node("Sin", ["phase"], ["wave"]),
+        helper.make_node("Mul", ["wave", "amp_s"], ["shaped"]),
+        helper.make_node("Mul", ["shaped", "gain"], ["audio"]),  # a sine's mean |x| is 2/pi of its peak
+    ]
+    inits = [numpy_helper.from_array(np.array([2], np.int64), "last_axis"),
+             numpy_helper.from_array(np.ones((1, 1, per_frame), np.float32), "ones"),
+             numpy_helper.from_array(np.array([1, 1, -1], np.int64), "flat"),
+             numpy_helper.from_array(np.array(2 * np.pi / DECODER_RATE, np.float32), "radians_per_hz"),
+             numpy_helper.from_array(np.array(2, np.int64), "time_axis"),
+             numpy_helper.from_array(np.array(np.pi / 2, np.float32), "gain")]
+    return _save_graph(helper.make_graph(nodes, "tiny_decoder", inputs, outputs, inits), path)
+
+
+def _save_graph(graph: onnx.GraphProto, path: Path) -> Path:
+    return _save(helper.make_model(graph, opset_imports=_opset()), path)
