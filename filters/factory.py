@@ -68,7 +68,7 @@ def derive(persona: Persona) -> dict[str, bytes]:
 
     from engine.errors import PersonaError
     from filters.face.landmarks import N_MESH_POINTS, FaceMesher
-    from filters.face.swap import NO_FACE_MESSAGE
+    from engine.face_contract import NO_FACE_MESSAGE
 
     with FaceMesher(still=True) as mesher:
         points = mesher(persona.photo)

@@ -36,11 +36,11 @@ import cv2
 import numpy as np
 
 from engine.errors import ModelError, PersonaError
+from engine.face_contract import NO_FACE_MESSAGE, FaceOutput, check_frame, check_photo
 from engine.models import MODELS, choose_providers, models_dir as resolve_models_dir, require, session_provider
 from filters.face.blend import composite
 from filters.face.fallback import HOLD_S, LostFacePolicy
 from filters.face.landmarks import ClosesOnExit
-from filters.face.swap import NO_FACE_MESSAGE, FaceOutput, _check_photo, check_frame
 
 REQUIRED_MODELS = ("det_10g", "w600k_r50", "inswapper_128")
 RESTORER_MODEL = "gfpgan_1.4"
@@ -221,7 +221,7 @@ class InswapperFilter(ClosesOnExit):
                  det_thresh: float = DET_THRESH, providers: Sequence[str] | None = None,
                  detect_every: int = DETECT_EVERY, redetect_mad: float = REDETECT_MAD,
                  io_binding: bool = True) -> None:
-        photo = _check_photo(persona_photo)
+        photo = check_photo(persona_photo)
         if restore_every < 0:
             raise ValueError("restore_every must be >= 0 (0 turns the restorer off)")
         if detect_every < 1:

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.face_contract import FaceOutput, check_frame
 from filters.face.animate import LIP_LOWER, LIP_UPPER, MOUTH_LEFT, MOUTH_RIGHT, Pose, Retargeter
 from filters.face.blend import face_width, mouth_openness
 from filters.face.fallback import FADE_S, HOLD_S, LostFacePolicy, cover_fit, cover_fit_transform
 from filters.face.landmarks import N_MESH_POINTS, ClosesOnExit, FaceMesher, face_down, lips_inner_indices
 from filters.face.mouth import paint_interior, skin_lab
 from filters.face.reshape import ring
-from filters.face.swap import (EXTRA_WARP_POINTS, FaceOutput, check_frame, opened_mouth, persona_face,
-                               warp_point_subset)
+from filters.face.persona_mesh import EXTRA_WARP_POINTS, opened_mouth, persona_face, warp_point_subset
 from filters.face.warp import triangulate, warp_dense
 
 INNER_RING = 1.5  # anchors moving with the head (hair, hat, ears), in face-outline radii from its centre

@@ -13,33 +13,24 @@ decides what is shown: never the operator's own face.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-from engine.errors import PersonaError
-from filters.face.animate import LIP_LOWER, LIP_UPPER, MOUTH_LEFT, MOUTH_RIGHT, mesh_openness
+from engine.face_contract import FaceOutput, check_frame
+from filters.face.animate import mesh_openness
 from filters.face.blend import composite, face_width, feathered_mask, mouth_cut_weight
 from filters.face.color import transfer_color
 from filters.face.fallback import FADE_S, HOLD_S, LostFacePolicy
 from filters.face.occlusion import OccluderDetector
 from filters.face.reshape import ShapeTransfer
-from filters.face.landmarks import (N_MESH_POINTS, ClosesOnExit, FaceMesher, face_down, face_oval_indices,
-                                    lips_inner_indices)
+from filters.face.landmarks import (N_MESH_POINTS, ClosesOnExit, FaceMesher, lips_inner_indices)
 from filters.face.smoothing import LandmarkSmoother
+from filters.face.persona_mesh import EXTRA_WARP_POINTS, opened_mouth, persona_face, warp_point_subset
 from filters.face.warp import triangulate, warp_face
 
-NO_FACE_MESSAGE = ("no face found in the persona photo: use a photo where one face is clearly visible, "
-                   "frontal, at least 100 px wide")
-MIN_FACE_PX = 100
 # A persona face larger than this is scaled down once: the warp samples it with bilinear interpolation,
 # which aliases when shrinking a lot, and webcam faces are rarely wider than this.
 MAX_FACE_PX = 360
-# Warp control points: the feature contours and nose, plus this many more spread over cheeks and forehead.
-# About 190 of the 468 mesh points give a third of the triangles (the warp's per-triangle cost) with the
-# same outline, eyes, brows, nose and lips.
-EXTRA_WARP_POINTS = 40
 # How far the operator's face proportions move toward the persona's (0 keeps the operator's geometry).
 # Measured on the demo persona: dlib distance to the persona 0.54 at 0, 0.39 at 0.5, 0.33 at 0.8.
 SHAPE_STRENGTH = 0.8
@@ -50,13 +41,6 @@ TURN_FULL = 0.12
 TURN_NONE = 0.45
 # Occluders are looked for over the face outline's box grown this much (the reshaping ring included).
 OCCLUSION_REACH = 1.5
-
-
-@dataclass
-class FaceOutput:
-    image: np.ndarray  # BGR uint8, same size as input
-    face_found: bool
-    source: str  # "converted" | "held" | "portrait" (also while fading to it)
 
 
 class FaceSwapFilter(ClosesOnExit):
@@ -145,87 +129,6 @@ class FaceSwapFilter(ClosesOnExit):
 
     def close(self) -> None:
         self._mesher.close()
-
-
-def warp_point_subset(points: np.ndarray, extra: int) -> np.ndarray:
-    """Mesh indices to warp with: every feature-contour and nose point, plus `extra` interior points.
-
-    The extra points are picked by farthest-point sampling on the persona's mesh so they cover the
-    cheeks and forehead evenly, keeping the skin's shape while cutting the triangle count.
-    """
-    from mediapipe.python.solutions import face_mesh as fm
-
-    chosen = sorted({i for edges in (fm.FACEMESH_CONTOURS, fm.FACEMESH_NOSE) for e in edges for i in e})
-    pts = np.asarray(points[:N_MESH_POINTS], dtype=np.float64)
-    rest = np.setdiff1d(np.arange(len(pts)), chosen)
-    dist = np.min(np.linalg.norm(pts[rest, None, :] - pts[None, chosen, :], axis=2), axis=1)
-    for _ in range(min(extra, len(rest))):
-        k = int(np.argmax(dist))
-        chosen.append(int(rest[k]))
-        dist = np.minimum(dist, np.linalg.norm(pts[rest] - pts[rest[k]], axis=1))
-    return np.array(sorted(chosen), dtype=np.int32)
-
-
-def opened_mouth(points: np.ndarray, inner_lips: np.ndarray, drop: float = 0.3) -> np.ndarray:
-    """The persona's points with the jaw dropped by `drop` mouth widths, used only to pick triangles.
-
-    Triangulating the closed mouth joins upper-lip points to lower-lip points across the lip line; when
-    the operator opens their mouth those triangles stretch lip colour into streaks beside the opening.
-    With the mouth opened first, triangles bridge the opening only between inner-lip points, so every
-    stretched triangle lies inside the inner-lip polygon, which the blend cuts out.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    loop = [int(i) for i in inner_lips]
-    a, b = sorted((loop.index(MOUTH_LEFT), loop.index(MOUTH_RIGHT)))
-    half = loop[a + 1 : b]
-    lower = half if LIP_LOWER in half else loop[b + 1 :] + loop[:a]
-    upper = [i for i in loop if i not in lower and i not in (MOUTH_LEFT, MOUTH_RIGHT)]
-    down = face_down(pts)
-    centre = (pts[LIP_UPPER] + pts[LIP_LOWER]) / 2
-    below = np.clip(((pts - centre) @ down) / 3.0, 0.0, 1.0)
-    below[lower] = 1.0
-    below[upper] = 0.0
-    below[[MOUTH_LEFT, MOUTH_RIGHT]] = 0.0
-    mouth_w = float(np.linalg.norm(pts[MOUTH_RIGHT] - pts[MOUTH_LEFT]))
-    return (pts + (drop * mouth_w * below)[:, None] * down).astype(np.float32)
-
-
-def persona_face(persona_photo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(photo, mesh points, face-outline indices, face width in px) of a persona photo, or a PersonaError
-    saying what is wrong with it (no face, or a face too small to use)."""
-    photo = _check_photo(persona_photo)
-    with FaceMesher(still=True) as still:
-        points = still(photo)
-    if points is None:
-        raise PersonaError(NO_FACE_MESSAGE)
-    points = points[:N_MESH_POINTS].astype(np.float32)
-    oval = np.array(face_oval_indices(), dtype=np.int32)
-    width = face_width(points[oval])
-    if width < MIN_FACE_PX:
-        raise PersonaError(f"the face in the persona photo is only {width:.0f} px across: use a photo "
-                           f"where the face is at least {MIN_FACE_PX} px wide")
-    return photo, points, oval, width
-
-
-def check_frame(image: np.ndarray) -> None:
-    """Refuse anything but the BGR uint8 (h, w, 3) frames every face filter takes."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError("expected a BGR uint8 image of shape (h, w, 3)")
-
-
-def _check_photo(photo: np.ndarray) -> np.ndarray:
-    """The photo as a contiguous BGR uint8 array, or a PersonaError saying what is wrong with it."""
-    if not isinstance(photo, np.ndarray) or photo.size == 0:
-        raise PersonaError("the persona photo is empty: give a JPEG or PNG photo of the face")
-    if photo.dtype != np.uint8:
-        raise PersonaError("the persona photo must be 8-bit: save it as a JPEG or PNG and load it again")
-    if photo.ndim == 2:
-        photo = cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR)
-    elif photo.ndim == 3 and photo.shape[2] == 4:
-        photo = cv2.cvtColor(photo, cv2.COLOR_BGRA2BGR)
-    elif photo.ndim != 3 or photo.shape[2] != 3:
-        raise PersonaError("the persona photo must be a colour or greyscale image: give a JPEG or PNG photo")
-    return np.ascontiguousarray(photo)
 
 
 def head_turn(points: np.ndarray) -> float:
