@@ -30,4 +30,11 @@ $PIP install -q "torch==2.13.0"
 if [ $WANT_TEST = 1 ]; then $PIP install -q -e ".[test]"; else $PIP install -q -e .; fi
 # insightface last and without its dependencies, so it does not add opencv-python beside opencv-contrib-python.
 $PIP install -q --no-deps "insightface==2.1"
+# One OpenCV build: a venv made before albumentations was dropped still holds opencv-python-headless. Both
+# builds own cv2/, so removing it deletes files of the contrib build too: reinstall that one afterwards.
+if $PIP show -q opencv-python-headless >/dev/null 2>&1; then
+  CONTRIB=$($PIP show opencv-contrib-python | sed -n 's/^Version: //p')
+  $PIP uninstall -y -q opencv-python-headless albumentations albucore
+  $PIP install -q --force-reinstall --no-deps "opencv-contrib-python==$CONTRIB"
+fi
 echo "evercall installed in .venv ($(.venv/bin/python --version))"
