@@ -24,10 +24,13 @@ from typing import Any
 
 GENESIS = "0" * 64
 EVENTS = frozenset({"persona_created", "consent_revoked", "persona_deleted", "invite_created",
-                    "call_started", "call_ended", "render"})
+                    "call_started", "call_ended", "render", "kin_consent", "notes_changed",
+                    "objection_added", "objection_withdrawn"})
 REQUIRED = {"persona_created": {"persona"}, "consent_revoked": {"persona"}, "persona_deleted": {"persona"},
             "call_started": {"persona"}, "call_ended": {"persona", "duration_s", "far_end"},
-            "render": {"persona"}}
+            "render": {"persona"}, "kin_consent": {"persona", "state"}, "notes_changed": {"persona"},
+            "objection_added": {"objection", "person_mac", "version"},
+            "objection_withdrawn": {"objection", "version"}}
 # Field names that would mean someone is about to log a likeness; refused outright.
 FORBIDDEN = frozenset({"photo", "image", "frame", "voice", "audio", "samples", "embedding", "landmarks",
                        "face", "features", "profile", "descriptor"})
