@@ -17,6 +17,7 @@ Senders that already have an encoder keep it. `restore_senders()` puts aiortc's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Optional
 
 import aiortc.rtcrtpsender as _sender
@@ -27,7 +28,7 @@ from aiortc.codecs.opus import SAMPLE_RATE, OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from av import AudioResampler
 
-from calls.aiortc_patch import NamePatch
+from calls.aiortc_patch import NamePatch, lacks, lacks_parameters
 
 
 OPUS_FRAME_MS = (10, 20)  # frame lengths both Opus and every browser handle; 2.5/5 ms cost too many packets
@@ -68,12 +69,12 @@ class LowDelayOpusEncoder(OpusEncoder):
         self.frame_ms = frame_ms
 
 
-def _capped(base: type, floor_bps: int) -> type:
+def _capped(base: type, module: ModuleType) -> type:
     """A subclass of aiortc's video encoder `base` whose bitrate starts at, and never exceeds, a cap.
 
     aiortc keeps the figure in a private attribute that its encode() reads too; the subclass writes that
     attribute so both agree. Receiver reports may still lower the bitrate, down to aiortc's floor (or to
-    the cap, where the user set it lower still).
+    the cap, where the user set it lower still). The floor is read from aiortc's `module` when used.
     """
     private = f"_{base.__name__}__target_bitrate"
 
@@ -89,15 +90,15 @@ def _capped(base: type, floor_bps: int) -> type:
 
         @target_bitrate.setter
         def target_bitrate(self, bitrate: int) -> None:
-            setattr(self, private, int(min(max(bitrate, floor_bps), self.max_bps)))
+            setattr(self, private, int(min(max(bitrate, module.MIN_BITRATE), self.max_bps)))
 
     Capped.__name__ = Capped.__qualname__ = f"Capped{base.__name__}"
     Capped.private_attribute = private
     return Capped
 
 
-CappedVp8Encoder = _capped(Vp8Encoder, vpx.MIN_BITRATE)
-CappedH264Encoder = _capped(H264Encoder, h264.MIN_BITRATE)
+CappedVp8Encoder = _capped(Vp8Encoder, vpx)
+CappedH264Encoder = _capped(H264Encoder, h264)
 
 def _get_encoder(codec):
     tuning = _patch.settings_or(SendTuning())
@@ -110,13 +111,21 @@ def _get_encoder(codec):
     return aiortc_get_encoder(codec)
 
 
-def _aiortc_has_what_we_patch() -> bool:
-    return all(hasattr(base(), capped.private_attribute)
-               for base, capped in ((Vp8Encoder, CappedVp8Encoder), (H264Encoder, CappedH264Encoder)))
+def _requires() -> list[str]:
+    """Every aiortc internal the encoders above rely on that this aiortc lacks (empty: the patch fits)."""
+    missing = lacks_parameters(aiortc_get_encoder, "codec")  # senders call get_encoder(codec)
+    opus = OpusEncoder()  # Opus: options set on its codec before it opens; its resampler sets the frame
+    missing += lacks(opus, "codec", "resampler") + (lacks(opus.codec, "options", "bit_rate")
+                                                     if hasattr(opus, "codec") else [])
+    for base, capped, module in ((Vp8Encoder, CappedVp8Encoder, vpx), (H264Encoder, CappedH264Encoder, h264)):
+        missing += lacks(module, "MIN_BITRATE") + lacks(base(), capped.private_attribute)
+        if not isinstance(getattr(base, "target_bitrate", None), property):
+            missing.append(f"{base.__name__}.target_bitrate (a property)")
+    return missing
 
 
 _patch: NamePatch[SendTuning] = NamePatch(
-    _sender, "get_encoder", aiortc_get_encoder, _get_encoder, _aiortc_has_what_we_patch,
+    _sender, "get_encoder", aiortc_get_encoder, _get_encoder, _requires,
     "aiortc's sender is not the one calls/encoders.py was written for: send tuning skipped (20 ms Opus "
     "frames, aiortc's video bitrate)")
 

@@ -18,22 +18,26 @@ its receivers when the remote or local description creates its transceivers); re
 exist keep the buffer they were built with. `restore_receivers()` puts aiortc's own class back.
 Calling `tune_receivers` again only changes the settings: nothing stacks.
 
-The subclass overrides `JitterBuffer._remove_frame`, an internal of aiortc 1.16; `tune_receivers` checks
-that the names it relies on are there and leaves aiortc untouched (with a warning) when they are not.
+The subclass overrides `JitterBuffer._remove_frame`, an internal of aiortc 1.16, and reads others (see
+`_requires`); `tune_receivers` checks that every one is there and leaves aiortc untouched (with one warning
+naming what is gone) when one is not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import aiortc.jitterbuffer as _jb
 import aiortc.rtcrtpreceiver as _receiver
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtp import RtpPacket
 
-from calls.aiortc_patch import NamePatch
+from calls.aiortc_patch import NamePatch, lacks, lacks_parameters
 
 
 AIORTC_JITTER_BUFFER = _jb.JitterBuffer  # aiortc's own class, taken from its defining module, never patched
@@ -102,12 +106,37 @@ class TunedJitterBuffer(AIORTC_JITTER_BUFFER):
         return None
 
 
-def _aiortc_has_what_we_patch() -> bool:
-    return callable(getattr(AIORTC_JITTER_BUFFER, "_remove_frame", None)) and hasattr(AIORTC_JITTER_BUFFER, "remove")
+def _requires() -> list[str]:
+    """Every aiortc internal TunedJitterBuffer relies on that this aiortc lacks (empty: the patch fits)."""
+    stock = AIORTC_JITTER_BUFFER
+    return (lacks_parameters(stock, "capacity", "prefetch", "is_video")  # how receivers build it, how we do
+            + lacks(stock, "_remove_frame", "remove")
+            + lacks_parameters(getattr(stock, "_remove_frame", None), "sequence_number")
+            + lacks_parameters(getattr(stock, "remove", None), "count")
+            + lacks(stock(capacity=4, is_video=True), "_origin", "_packets", "_capacity", "_is_video")
+            + lacks_parameters(JitterFrame, "data", "timestamp")
+            + lacks(RtpPacket(), "marker", "timestamp")
+            + _reads_packet_data(stock))
+
+
+def _reads_packet_data(stock: type) -> list[str]:
+    """The receiver leaves each packet's depayloaded bytes in `packet._data` for the buffer to join; the
+    attribute appears only in flight, so check that aiortc's own buffer still reads it (unknown: trust)."""
+    method = getattr(stock, "_remove_frame", None)
+    return [] if method is None or _joins_packet_data(method) else [
+        "RtpPacket._data (no longer what the jitter buffer joins)"]
+
+
+@functools.lru_cache(maxsize=4)
+def _joins_packet_data(method: Any) -> bool:
+    try:
+        return "._data" in inspect.getsource(method)
+    except (OSError, TypeError):
+        return True
 
 
 _patch: NamePatch[ReceiveTuning] = NamePatch(
-    _receiver, "JitterBuffer", AIORTC_JITTER_BUFFER, TunedJitterBuffer, _aiortc_has_what_we_patch,
+    _receiver, "JitterBuffer", AIORTC_JITTER_BUFFER, TunedJitterBuffer, _requires,
     "aiortc's jitter buffer is not the one calls/transport.py was written for: receive tuning skipped "
     "(video waits one extra frame interval, audio 80 ms)")
 

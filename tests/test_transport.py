@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from types import SimpleNamespace
 
 import aiortc.rtcrtpreceiver as receiver_module
@@ -9,6 +11,7 @@ import pytest
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
+import calls.transport as transport
 from calls.transport import (
     AIORTC_JITTER_BUFFER,
     ReceiveTuning,
@@ -132,3 +135,33 @@ def test_bad_prefetch_is_refused() -> None:
     with pytest.raises(ValueError):
         tune_receivers(audio_prefetch=16)
     assert current_tuning() is None
+
+
+def test_an_aiortc_that_renamed_an_internal_keeps_its_own_buffer_with_one_warning(monkeypatch, caplog) -> None:
+    """Stand-in for a newer aiortc that renamed the buffer's `_is_video`: stock aiortc still works (it reads the
+    flag only on loss), the patch would not, so it must stay out, say once what is missing, and not crash."""
+    stock_init = AIORTC_JITTER_BUFFER.__init__
+
+    @functools.wraps(stock_init)
+    def renamed_init(self, *args, **kwargs):
+        stock_init(self, *args, **kwargs)
+        self._video = self.__dict__.pop("_is_video")
+
+    monkeypatch.setattr(AIORTC_JITTER_BUFFER, "__init__", renamed_init)
+    monkeypatch.setattr(transport._patch, "_warned", False)
+    with caplog.at_level(logging.WARNING):
+        assert tune_receivers() is None and tune_receivers(audio_prefetch=0) is None
+    warned = [r.getMessage() for r in caplog.records if "receive tuning skipped" in r.getMessage()]
+    assert len(warned) == 1 and "JitterBuffer._is_video" in warned[0], warned
+    assert receiver_module.JitterBuffer is AIORTC_JITTER_BUFFER and current_tuning() is None
+    # aiortc's own behaviour: the complete frame waits for the next one to begin
+    buffer = _video_buffer()
+    assert _feed(buffer, [_packet(0, 0, False), _packet(1, 0, True)]) == [None, None]
+    assert buffer.add(_packet(2, 1, True))[1].timestamp == 0
+
+
+def test_a_patch_in_force_is_withdrawn_when_aiortc_no_longer_fits(monkeypatch) -> None:
+    assert tune_receivers() is not None and receiver_module.JitterBuffer is TunedJitterBuffer
+    monkeypatch.delattr(AIORTC_JITTER_BUFFER, "remove")
+    monkeypatch.setattr(transport._patch, "_warned", True)  # already said
+    assert tune_receivers() is None and receiver_module.JitterBuffer is AIORTC_JITTER_BUFFER
