@@ -16,6 +16,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from calls.schema import BadMessage, console_command
+
 log = logging.getLogger(__name__)
 
 
@@ -46,21 +48,25 @@ class CpuMeter:
 class Controls:
     """What the console's buttons do, applied to one call's state."""
 
-    def __init__(self, state: Any, rebuild_face: Callable[[str], Callable] | None,
+    def __init__(self, state: Any, rebuild_face: Callable[[str], Any] | None,
                  end_call: Callable[[], Any] | None) -> None:
         self.state = state
         self._rebuild_face = rebuild_face
         self._end_call = end_call
 
-    async def apply(self, command: dict) -> dict:
-        """Carry out one command; returns {"ok": bool, "message": str}."""
-        action = command.get("action")
+    async def apply(self, command: Any) -> dict:
+        """Carry out one command; returns {"ok": bool, "message": str}. A malformed one changes nothing."""
+        try:
+            command = console_command(command)
+        except BadMessage as exc:
+            return {"ok": False, "message": str(exc)}
+        action = command["action"]
         pipeline = self.state.pipeline
         if action == "mute":
-            pipeline.muted = bool(command.get("on"))
+            pipeline.muted = command["on"]
             return {"ok": True, "message": "voice muted" if pipeline.muted else "voice on"}
         if action == "card":
-            if command.get("on"):
+            if command["on"]:
                 frame = pipeline.video_out.peek()[1]
                 h, w = frame.image.shape[:2] if frame is not None else (480, 640)
                 pipeline.card = one_moment_card(w, h)
@@ -68,21 +74,21 @@ class Controls:
                 pipeline.card = None
             return {"ok": True, "message": "'one moment' card shown" if pipeline.card is not None else "card off"}
         if action == "mode":
-            mode = str(command.get("mode"))
+            mode = command["mode"]
             if self._rebuild_face is None:
                 return {"ok": False, "message": "switching the face mode is not available in this call"}
             try:
-                face, close = await asyncio.to_thread(self._rebuild_face, mode)
+                face = await asyncio.to_thread(self._rebuild_face, mode)
             except Exception as exc:  # a bad mode or photo must not end the call
                 return {"ok": False, "message": f"cannot switch to {mode}: {exc}"}
-            pipeline.set_face(face, close)
+            pipeline.set_face(face)
             self.state.mode = mode
             return {"ok": True, "message": f"face mode: {mode}"}
         if action == "end":
             if self._end_call is not None:
                 await self._end_call()
             return {"ok": True, "message": "call ended"}
-        return {"ok": False, "message": f"unknown action {action!r}"}
+        return {"ok": False, "message": f"unknown action {action!r}"}  # the schema knows no other
 
 
 def figures(state: Any, cpu: CpuMeter) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 DEFAULT_TTL_S = 12 * 3600
 FAREND_COOKIE = "evercall_farend"
@@ -33,7 +34,8 @@ class Invite:
         return self.created_at + self.ttl_s
 
     def check(self, token: str, now: float | None = None) -> str | None:
-        if not secrets.compare_digest(token.encode(), self.token.encode()):
+        if not isinstance(token, str) or not secrets.compare_digest(token.encode("utf-8", "replace"),
+                                                                       self.token.encode()):
             return "The invitation code in this link is wrong."
         if self.revoked:
             return "This invitation was withdrawn by the person who sent it."
@@ -50,19 +52,94 @@ class Invite:
                 "revoked": self.revoked}
 
 
+SEAT_CONNECT_TIMEOUT_S = 10.0  # an offer must reach "connected" within this, or its seat is freed
+SEAT_LOST_GRACE_S = 5.0  # a connected far end heard from no more for this long has gone
+
+
+@dataclass
+class Claim:
+    """One far end's hold on the seat: who, since when, and how far its connection got."""
+
+    holder: str
+    ident: int
+    since: float
+    state: str = "offered"  # offered -> connected; any -> gone (freed)
+    heard_at: float | None = None  # last sign of life (media or a report) once connected
+
+
 class FarEndSeat:
-    """Who holds the call: at most one far-end browser, identified by its cookie."""
+    """Who holds the call: at most one far-end browser, identified by its cookie.
 
-    def __init__(self) -> None:
-        self.holder: str | None = None
+    An explicit state machine, so a far end that never connects or vanishes cannot keep others out:
+      free --admit--> offered --connected--> connected --release--> free
+      offered for longer than `connect_timeout_s`                          --> free
+      connected but not heard from (media, reports) for `lost_grace_s`      --> free
+    The same browser may always come back (a reload replaces its old claim). Each claim has an id, so
+    late events of a replaced connection cannot free the seat of the one that replaced it.
+    """
 
-    def admit(self, browser_id: str, connected: bool) -> bool:
-        """True when this browser may (re)join: the seat is free, or it is theirs, or its holder is gone."""
-        if self.holder is None or self.holder == browser_id or not connected:
-            self.holder = browser_id
-            return True
+    def __init__(self, connect_timeout_s: float = SEAT_CONNECT_TIMEOUT_S, lost_grace_s: float = SEAT_LOST_GRACE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.connect_timeout_s = connect_timeout_s
+        self.lost_grace_s = lost_grace_s
+        self._clock = clock
+        self._claim: Claim | None = None
+        self._next = 0
+
+    def _current(self) -> Claim | None:
+        claim = self._claim
+        if claim is not None and self._expired(claim, self._clock()):
+            self._claim = claim = None
+        return claim
+
+    def _expired(self, claim: Claim, now: float) -> bool:
+        if claim.state == "offered":
+            return now - claim.since > self.connect_timeout_s
+        if claim.state == "connected" and claim.heard_at is not None:
+            return now - claim.heard_at > self.lost_grace_s
         return False
 
-    def release(self, browser_id: str) -> None:
-        if self.holder == browser_id:
-            self.holder = None
+    @property
+    def holder(self) -> str | None:
+        claim = self._current()
+        return claim.holder if claim else None
+
+    @property
+    def state(self) -> str:
+        claim = self._current()
+        return claim.state if claim else "free"
+
+    def admit(self, browser_id: str) -> int | None:
+        """A new claim id when this browser may (re)join: the seat is free, or theirs; None when taken."""
+        claim = self._current()
+        if claim is not None and claim.holder != browser_id:
+            return None
+        self._next += 1
+        self._claim = Claim(browser_id, self._next, self._clock())
+        return self._next
+
+    def is_current(self, ident: int) -> bool:
+        claim = self._current()
+        return claim is not None and claim.ident == ident
+
+    def expired(self, ident: int) -> bool:
+        """True when claim `ident` no longer holds the seat (timed out, released or replaced)."""
+        return not self.is_current(ident)
+
+    def connected(self, ident: int) -> None:
+        claim = self._current()
+        if claim is not None and claim.ident == ident and claim.state == "offered":
+            claim.state = "connected"
+
+    def heard(self, ident: int | None = None, browser_id: str | None = None) -> None:
+        """A sign of life from the far end: media arrived, or its page posted a report."""
+        claim = self._current()
+        if claim is not None and claim.state == "connected" and (claim.ident == ident or claim.holder == browser_id):
+            claim.heard_at = self._clock()
+
+    def release(self, ident: int) -> None:
+        if self._claim is not None and self._claim.ident == ident:
+            self._claim = None
+
+    def clear(self) -> None:
+        self._claim = None

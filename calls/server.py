@@ -10,8 +10,18 @@ Routes
 
   POST /operator/{token}/invite/revoke | invite/renew   withdraw the far-end link, or issue a new one
 
+  GET  /static/{name}.js|.css     the pages' scripts and styles (no page carries inline code)
+
 A wrong, expired or withdrawn token gets 403 and a plain page. One far end at a time: the browser that
 joined keeps the call (a reload of it replaces its old connection); another browser gets 409 meanwhile.
+The seat is a state machine with timeouts (calls/invites.py): an offer that never connects, or a far end
+that goes silent, frees it within seconds.
+
+Everything a browser sends is checked against calls/schema.py before it is used; one error boundary turns
+any bad request into a 4xx with one line of text, never a 500. Every response carries a strict
+Content-Security-Policy (no inline script), `Referrer-Policy: no-referrer`, `Cache-Control: no-store`
+(the URLs hold tokens) and `X-Content-Type-Options: nosniff`; the operator's WebSocket and POSTs refuse
+a foreign `Origin`.
 """
 
 from __future__ import annotations
@@ -19,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
-import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -31,9 +41,12 @@ import cv2
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from calls import schema
 from calls.console import Controls, CpuMeter, figures
+from calls.framing import FaceFramer
+from calls.network import link_figures, video_bitrate
 from calls.ice import rtc_configuration
-from calls.media_options import MediaOptions, answered_video_codec, prefer_codec
+from calls.media_options import MediaOptions, answered_video_codec, prefer_video_codec
 from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
 from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_audio, consume_video
 from engine.media import VideoFrame
@@ -42,12 +55,30 @@ from engine.stages import AudioRing, LatestSlot
 
 log = logging.getLogger(__name__)
 MJPEG_BOUNDARY = "evercallframe"
+WATCH_INTERVAL_S = 0.25  # how often the seat's watchdog looks at a far end that has not connected
+STRICT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+              "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+              "form-action 'self'; frame-ancestors 'none'")
+# Only for a page that still carries inline code (see _csp_for): everything else stays strict.
+INLINE_CSP = STRICT_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'").replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'")
+SECURITY_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+                    "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                    "Cross-Origin-Opener-Policy": "same-origin"}
+_STATIC_NAME = re.compile(r"^[a-z0-9_-]{1,40}\.(js|css)$")
+_INLINE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|<style\b|\sstyle=|\son[a-z]+=", re.IGNORECASE)
 
 
 @functools.cache
 def _page(name: str) -> str:
     """A page template from calls/static, read once per process."""
     return resources.files("calls").joinpath("static", name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _static_names() -> frozenset[str]:
+    """The files calls/static holds (a request may name only one of these: no path ever reaches the disk)."""
+    return frozenset(f.name for f in resources.files("calls").joinpath("static").iterdir())
 
 
 @dataclass
@@ -65,21 +96,48 @@ class CallState:
     peer_tasks: list[asyncio.Task] = field(default_factory=list)
     source_error: str | None = None
     farend_report: dict | None = None  # the far end's own figures (frames decoded, fps), for the operator
-    persona_id: str = ""
-    call_id: str = ""  # names this call in the audit log and in the output's watermark
-    mode: str = "swap"
-    audit: Any = None  # engine.audit.AuditLog, or None to record nothing
+    assembly: Any = None  # calls.assembly.CallAssembly: the call's id, filters and audit records (None: none)
+    mode: str = "swap"  # the face mode in use now (the console can switch it)
     media: MediaOptions = field(default_factory=MediaOptions)
     sending_codec: str | None = None  # the video codec the far end accepted, once a call is answered
 
     def record(self, event: str, **fields: Any) -> None:
-        """Append to the audit log without letting a logging failure end the call."""
-        if self.audit is None:
-            return
-        try:
-            self.audit.append(event, persona=self.persona_id, call=self.call_id, **fields)
-        except Exception:
-            log.exception("could not write the audit record %s", event)
+        """Append to the call's audit log (CallAssembly.record); a logging failure never ends the call."""
+        if self.assembly is not None:
+            self.assembly.record(event, **fields)
+
+
+@functools.cache
+def _csp_for(name: str) -> str:
+    """The strict policy, unless the page still holds inline script or style (then inline is allowed)."""
+    return INLINE_CSP if _INLINE.search(_page(name)) else STRICT_CSP
+
+
+def bad_request(message: str, status: int = 400) -> web.Response:
+    """One line of plain text: what was wrong with the request."""
+    return web.Response(status=status, text=" ".join(message.split())[:300] + "\n")
+
+
+@web.middleware
+async def error_boundary(request: web.Request, handler) -> web.StreamResponse:
+    """Any failure while serving a request is the request's fault or ours, never a reason for a 500 page
+    that leaks a traceback: a malformed message is a 400 that says what was wrong, anything else a 400
+    that names only the error's type (the details go to the log)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except schema.BadMessage as exc:
+        return bad_request(str(exc))
+    except Exception as exc:
+        log.warning("request %s %s failed", request.method, request.rel_url.path, exc_info=True)
+        return bad_request(f"bad request ({exc.__class__.__name__})")
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for key, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+    response.headers.setdefault("Content-Security-Policy", STRICT_CSP)
 
 
 def refused(reason: str, status: int = 403) -> web.Response:
@@ -95,12 +153,18 @@ class CallServer:
         self.controls = controls or Controls(state, None, None)
         self._closing = False  # set on shutdown: long-lived streams (MJPEG, console sockets) end promptly
         self._sockets: set[web.WebSocketResponse] = set()
-        self.app = web.Application()
+        self.framer = FaceFramer()  # the far end's screen shape; outlives a reconnect (calls/framing.py)
+        self._watchdog: asyncio.Task | None = None
+        self.app = web.Application(middlewares=[error_boundary], client_max_size=schema.MAX_OFFER_BYTES)
+        self.app.on_response_prepare.append(_security_headers)
         self.app.add_routes([
             web.get("/", self.index),
+            web.get("/static/{name}", self.static_file),
             web.get("/join/{token}", self.join_page),
             web.post("/join/{token}/offer", self.offer),
             web.post("/join/{token}/report", self.farend_report),
+            web.post("/join/{token}/viewport", self.farend_viewport),
+            web.get("/static/{name}", self.static_asset),
             web.get("/operator/{token}", self.operator_page),
             web.get("/operator/{token}/preview.mjpg", self.preview_stream),
             web.get("/operator/{token}/farend.mjpg", self.farend_stream),
@@ -121,58 +185,126 @@ class CallServer:
         return refused(reason) if reason else None
 
     def _operator_ok(self, request: web.Request) -> bool:
-        return secrets.compare_digest(request.match_info["token"], self.state.operator_token)
+        """The operator token matches (compared as bytes: any text in the URL is a plain mismatch)."""
+        token = request.match_info["token"].encode("utf-8", "replace")
+        return secrets.compare_digest(token, self.state.operator_token.encode())
+
+    @staticmethod
+    def _same_origin(request: web.Request) -> bool:
+        """A browser always names the page that sent a request; only this server's own pages may."""
+        origin = request.headers.get("Origin")
+        return origin is None or origin == f"{request.scheme}://{request.host}"
+
+    def _operator_refusal(self, request: web.Request) -> web.Response | None:
+        if not self._operator_ok(request):
+            return refused("The operator code in this link is wrong.")
+        if request.method != "GET" or request.path.endswith("/ws"):
+            if not self._same_origin(request):
+                return refused("This request came from another site.")
+        return None
+
+    @staticmethod
+    async def _body(request: web.Request, what: str, limit: int) -> object:
+        """The request's JSON, read only up to `limit` bytes and checked for depth (schema.BadMessage)."""
+        if (request.content_length or 0) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
+                                                text=f"{what} is over {limit} bytes\n")
+        raw = await request.content.read(limit + 1)
+        return schema.parse_json(raw, what, limit)
+
+    async def static_file(self, request: web.Request) -> web.Response:
+        """A page's script or style from calls/static (only .js and .css by plain names)."""
+        name = request.match_info["name"]
+        if not _STATIC_NAME.match(name) or not resources.files("calls").joinpath("static", name).is_file():
+            raise web.HTTPNotFound(text="no such file\n")
+        kind = "text/javascript" if name.endswith(".js") else "text/css"
+        return web.Response(text=_page(name), content_type=kind)
 
     async def join_page(self, request: web.Request) -> web.Response:
         if (refusal := self._join_refusal(request)) is not None:
             return refusal
         resp = web.Response(text=_page("join.html"), content_type="text/html",
-                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+                            headers={"Content-Security-Policy": _csp_for("join.html")})
         if FAREND_COOKIE not in request.cookies:
             resp.set_cookie(FAREND_COOKIE, new_token(), httponly=True, samesite="Strict",
                             secure=request.secure, path="/join/")
         return resp
 
     async def operator_page(self, request: web.Request) -> web.Response:
-        if not self._operator_ok(request):
-            return refused("The operator code in this link is wrong.")
+        if (refusal := self._operator_refusal(request)) is not None:
+            return refusal
         base = f"/operator/{self.state.operator_token}"
         join_url = f"{request.scheme}://{request.host}/join/{self.state.invite.token}"
         text = (_page("operator.html").replace("{base}", base).replace("{join_url}", html.escape(join_url))
                 .replace("{persona}", html.escape(self.state.persona_name)))
-        return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
+        return web.Response(text=text, content_type="text/html")
 
     async def stats(self, request: web.Request) -> web.Response:
-        if not self._operator_ok(request):
-            return refused("The operator code in this link is wrong.")
+        if (refusal := self._operator_refusal(request)) is not None:
+            return refusal
         body = self.state.pipeline.stats()
         body["far_end_connected"] = self.state.peer is not None and self.state.peer.connectionState == "connected"
         body["source_error"] = self.state.source_error
         body["far_end_report"] = self.state.farend_report
+        body["far_end_link"] = link_figures(self.state.farend_report)  # "her connection is weak" + figures
         body["invite"] = self.state.invite.describe()
+        body["seat"] = self.state.seat.state
         return web.json_response(body)
 
     async def farend_report(self, request: web.Request) -> web.Response:
         """The far-end page posts what its browser measures (WebRTC stats), so the operator sees it too."""
         if (refusal := self._join_refusal(request)) is not None:
             return refusal
-        if (request.content_length or 0) > 64_000:
-            return web.Response(status=413, text="report too large")
         try:
-            report = await request.json()
-        except (json.JSONDecodeError, ValueError):
-            return web.Response(status=400, text="bad report: expected JSON")
-        if not isinstance(report, dict):
-            return web.Response(status=400, text="bad report: expected a JSON object")
+            report = schema.farend_report(await self._body(request, "the report", schema.MAX_JSON_BYTES))
+        except schema.BadMessage as exc:
+            return bad_request(f"bad report: {exc}")
+        browser = request.cookies.get(FAREND_COOKIE)
+        if browser is None or browser != self.state.seat.holder:
+            return bad_request("this browser is not in the call", status=409)
+        self.state.seat.heard(browser_id=browser)
         report["received_at"] = time.time()
         self.state.farend_report = report
         return web.Response(status=204)
 
+    async def static_asset(self, request: web.Request) -> web.Response:
+        """The pages' own scripts and styles (calls/static/*.js, *.css): no inline code, so a strict CSP holds."""
+        name = request.match_info["name"]
+        kinds = {".js": "text/javascript", ".css": "text/css"}
+        kind = next((v for k, v in kinds.items() if name.endswith(k)), None)
+        if kind is None or name not in _static_names():
+            raise web.HTTPNotFound()
+        return web.Response(text=_page(name), content_type=kind, headers={"Cache-Control": "no-cache"})
+
+    async def farend_viewport(self, request: web.Request) -> web.Response:
+        """The far end's screen shape (CSS px), on joining and on each rotation: the picture is framed to it."""
+        if (refusal := self._join_refusal(request)) is not None:
+            return refusal
+        try:
+            shape = await request.json()
+            aspect = self.framer.set_viewport(float(shape["width"]), float(shape["height"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return web.Response(status=400, text="bad viewport: expected JSON with positive 'width' and 'height'")
+        return web.json_response({"aspect": round(aspect, 4)})
+
+    def _reframe(self, pc: RTCPeerConnection, image, t_capture: float):
+        """The picture for the far end's screen (worker thread): framed around the face once her screen's
+        shape is known, re-marked since the crop is a new picture; before that, as `--video-size` says."""
+        if self.framer.aspect is None:
+            size = self.state.media.size
+            if size is not None and image.shape[1::-1] != size:
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if size[0] < image.shape[1]
+                                   else cv2.INTER_LINEAR)
+            return image
+        framed = self.framer.frame(image, t_capture, bitrate_bps=video_bitrate(pc))
+        mark = self.state.pipeline.mark
+        return mark(framed, 0) if mark is not None else framed
+
     async def console_socket(self, request: web.Request) -> web.StreamResponse:
         """Push figures twice a second; apply the console's commands as they come."""
-        if not self._operator_ok(request):
-            return refused("The operator code in this link is wrong.")
-        ws = web.WebSocketResponse(heartbeat=20)
+        if (refusal := self._operator_refusal(request)) is not None:
+            return refusal
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=schema.MAX_JSON_BYTES)
         await ws.prepare(request)
         self._sockets.add(ws)
         cpu = CpuMeter()
@@ -188,11 +320,13 @@ class CallServer:
                 if msg.type != web.WSMsgType.TEXT:
                     continue
                 try:
-                    command = json.loads(msg.data)
-                except json.JSONDecodeError:
-                    await ws.send_json({"type": "result", "ok": False, "message": "commands are JSON"})
-                    continue
-                result = await self.controls.apply(command if isinstance(command, dict) else {})
+                    command = schema.parse_json(msg.data, "a command")
+                    result = await self.controls.apply(command)
+                except schema.BadMessage as exc:
+                    result = {"ok": False, "message": str(exc)}
+                except Exception as exc:  # a failing control must not end the console
+                    log.warning("console command failed", exc_info=True)
+                    result = {"ok": False, "message": f"the command failed ({exc.__class__.__name__})"}
                 await ws.send_json({"type": "result", **result})
         finally:
             pusher.cancel()
@@ -201,16 +335,16 @@ class CallServer:
 
     async def revoke_invite(self, request: web.Request) -> web.Response:
         """Withdraw the far-end link: new joins are refused; a call in progress is ended."""
-        if not self._operator_ok(request):
-            return refused("The operator code in this link is wrong.")
+        if (refusal := self._operator_refusal(request)) is not None:
+            return refusal
         self.state.invite.revoked = True
         await self.close_peer()
         return web.json_response(self.state.invite.describe())
 
     async def renew_invite(self, request: web.Request) -> web.Response:
         """Issue a new far-end link (the old one stops working) and return it."""
-        if not self._operator_ok(request):
-            return refused("The operator code in this link is wrong.")
+        if (refusal := self._operator_refusal(request)) is not None:
+            return refusal
         self.state.invite = self.state.invite.renewed()
         await asyncio.to_thread(self.state.record, "invite_created",  # fsync: off the event loop
                                 expires=self.state.invite.describe()["expires_at"])
@@ -219,8 +353,8 @@ class CallServer:
 
     # -- MJPEG previews for the operator -------------------------------------------------------------
     async def _mjpeg(self, request: web.Request, slot: LatestSlot[VideoFrame]) -> web.StreamResponse:
-        if not self._operator_ok(request):
-            return refused("The operator code in this link is wrong.")
+        if (refusal := self._operator_refusal(request)) is not None:
+            return refusal
         resp = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
                                            "Cache-Control": "no-store"})
         await resp.prepare(request)
@@ -250,30 +384,28 @@ class CallServer:
     async def offer(self, request: web.Request) -> web.Response:
         if (refusal := self._join_refusal(request)) is not None:
             return refusal
+        try:  # checked before the seat is touched: a malformed offer cannot hold it
+            sdp, kind = schema.offer(await self._body(request, "the offer", schema.MAX_OFFER_BYTES))
+        except schema.BadMessage as exc:
+            return bad_request(f"bad offer: {exc}")
         browser = request.cookies.get(FAREND_COOKIE) or new_token()  # no cookie: a stranger every time
-        peer = self.state.peer
-        if not self.state.seat.admit(browser, peer is not None and peer.connectionState in ("new", "connecting",
-                                                                                             "connected")):
+        seat = self.state.seat
+        claim = seat.admit(browser)
+        if claim is None:
             return refused("Someone is already in this call. Only one person can join at a time.", status=409)
-        try:
-            params = await request.json()
-            offer = RTCSessionDescription(sdp=params["sdp"], type=params["type"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            return web.Response(status=400, text="bad offer: expected JSON with 'sdp' and 'type'")
-        await self.close_peer()
+        await self.close_peer(free_seat=False)
         media = self.state.media
         media.apply_to_aiortc()  # encoders and jitter buffers of the connection built next
-        sdp, has_codec = prefer_codec(offer.sdp, "video", media.codec)
-        if not has_codec and "m=video" in sdp:
-            log.warning("the far end does not offer %s video: using its first choice", media.codec)
-        offer = RTCSessionDescription(sdp=sdp, type=offer.type)
+        offer = RTCSessionDescription(sdp=sdp, type=kind)
         pc = RTCPeerConnection(rtc_configuration())
+        prefer_video_codec(pc, sdp, media.codec)
         self.state.peer = pc
 
         @pc.on("track")
         def on_track(track) -> None:
-            consumer = consume_video(track, self.state.farend_video) if track.kind == "video" \
-                else consume_audio(track, self.state.farend_audio)
+            consumer = consume_video(track, _Heard(self.state.farend_video, "put", seat, claim)) \
+                if track.kind == "video" else consume_audio(track, _Heard(self.state.farend_audio, "write", seat,
+                                                                          claim))
             self.state.peer_tasks.append(asyncio.ensure_future(consumer))
 
         started: list[float] = []
@@ -283,10 +415,11 @@ class CallServer:
         async def on_state() -> None:
             log.info("far end %s: %s", far_end, pc.connectionState)
             if pc.connectionState == "connected" and not started:
+                seat.connected(claim)
                 started.append(time.monotonic())
                 await asyncio.to_thread(self.state.record, "call_started", far_end=far_end)
             elif pc.connectionState in ("failed", "closed"):
-                self.state.seat.release(browser)
+                seat.release(claim)
                 if started:
                     await asyncio.to_thread(self.state.record, "call_ended", far_end=far_end,
                                             duration_s=round(time.monotonic() - started.pop(), 1))
@@ -305,12 +438,37 @@ class CallServer:
                                               frame=media.audio_frame_samples))
             await pc.setLocalDescription(await pc.createAnswer())
             self.state.sending_codec = answered_video_codec(pc.localDescription.sdp)
-        except Exception as exc:  # a malformed SDP must not take the server down
-            await self.close_peer()
-            return web.Response(status=400, text=f"cannot use this offer: {exc}")
+            if self.state.sending_codec not in (None, media.codec):
+                log.warning("the far end does not offer %s video: sending %s", media.codec, self.state.sending_codec)
+        except Exception as exc:  # a malformed SDP must not take the server down, nor keep the seat
+            seat.release(claim)
+            if self.state.peer is pc:
+                await self.close_peer()
+            else:
+                await pc.close()
+            reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+            return bad_request(f"cannot use this offer: {reason}")
+        self._watch(pc, claim)
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
-    async def close_peer(self) -> None:
+    def _watch(self, pc: RTCPeerConnection, claim: int) -> None:
+        """Close the connection once its claim on the seat has lapsed (never connected, or went silent)."""
+        async def watch() -> None:
+            while self.state.peer is pc and not self._closing:
+                await asyncio.sleep(WATCH_INTERVAL_S)
+                if self.state.seat.expired(claim) and self.state.peer is pc:
+                    log.info("far end did not connect in time or went silent: its seat is free again")
+                    await self.close_peer()
+                    return
+
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = asyncio.ensure_future(watch())
+
+    async def close_peer(self, free_seat: bool = True) -> None:
+        """End the far end's connection; with `free_seat`, whoever held the seat holds it no more."""
+        if free_seat:
+            self.state.seat.clear()
         pc, self.state.peer = self.state.peer, None
         for task in self.state.peer_tasks:
             task.cancel()
@@ -320,7 +478,22 @@ class CallServer:
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"call ended")
         await self.close_peer()
+        self.framer.close()
 
+
+
+class _Heard:
+    """A far-end media sink that also tells the seat the far end is still there."""
+
+    def __init__(self, sink: Any, method: str, seat: FarEndSeat, claim: int) -> None:
+        self._put, self._seat, self._claim = getattr(sink, method), seat, claim
+        setattr(self, method, self._note)
+
+    def _note(self, *args: Any) -> None:
+        self._seat.heard(self._claim)
+        self._put(*args)
