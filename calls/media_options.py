@@ -1,7 +1,7 @@
 """What the operator can choose about the media a call sends and receives, and where each choice acts.
 
-- codec: the video codec the answer prefers (the far end's offer must carry it; else the far end's first
-  choice is kept and the operator is told which one runs);
+- codec: the video codec the answer prefers, through aiortc's setCodecPreferences (the far end's offer must
+  carry it; else the far end's first choice is kept and the operator is told which one runs);
 - size and fps: the picture sent, scaled and thinned by the outgoing video track;
 - video_kbps: where the video encoder's bitrate starts and how high receiver reports may take it;
 - audio_frame_ms: Opus packet length (10 ms: lowest delay; 20 ms: half the packets);
@@ -16,6 +16,8 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Optional
+
+from aiortc import RTCPeerConnection, RTCRtpSender
 
 from calls.encoders import OPUS_FRAME_MS, SendTuning, tune_senders
 from calls.transport import AUDIO_CAPACITY, tune_receivers
@@ -69,42 +71,21 @@ class MediaOptions:
                 "audio_prefetch": self.audio_prefetch}
 
 
-def prefer_codec(sdp: str, kind: str, codec: str) -> tuple[str, bool]:
-    """The offer `sdp` with `codec`'s payload types (and their RTX) first in each `kind` section.
+def prefer_video_codec(pc: RTCPeerConnection, offer_sdp: str, codec: str) -> None:
+    """Make the answer `pc` gives to `offer_sdp` prefer `codec` for video; call before setRemoteDescription.
 
-    An answerer takes the first codec of the offer it supports, so reordering the offer is how it states a
-    preference. The m= line's format list is the order the standard reads; aiortc reads the order of the
-    a=rtpmap lines instead, so each payload type's rtpmap/fmtp/rtcp-fb lines move with it. Nothing else
-    changes. Returns (sdp, whether the codec was offered at all).
+    An answerer sends the first codec of its answer, and aiortc settles an answer's codecs when the remote
+    description is set, from the preferences of the transceiver that takes the offer's video: so a video
+    transceiver is made here, as aiortc itself would make it (receive-only until a track is added), with
+    `codec` first and aiortc's other codecs (RTX included) after it. When the offer lacks `codec` the far
+    end's first choice that aiortc knows is kept: `answered_video_codec` then says which one runs.
     """
-    lines = sdp.splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith("m=")] + [len(lines)]
-    found = False
-    for start, end in zip(starts, starts[1:]):
-        if not lines[start].startswith(f"m={kind} "):
-            continue
-        body = lines[start + 1:end]
-        names = {m.group(1): m.group(2).lower() for m in (re.match(r"a=rtpmap:(\d+) ([^/]+)/", b) for b in body) if m}
-        wanted = [pt for pt, name in names.items() if name == codec]
-        if not wanted:
-            continue
-        found = True
-        rtx = {m.group(1) for m in (re.match(r"a=fmtp:(\d+) apt=(\d+)\s*$", b) for b in body)
-               if m and m.group(2) in wanted}
-        head = lines[start].split()
-        fmts = [pt for pt in head[3:] if pt in wanted or pt in rtx]
-        fmts += [pt for pt in head[3:] if pt not in fmts]
-        # Each payload type's own attribute lines, in their original order, regrouped in the new order.
-        owner = [m.group(1) if (m := re.match(r"a=(?:rtpmap|fmtp|rtcp-fb):(\d+)[ \s]", b)) else None
-                 for b in body]
-        grouped = [b for pt in fmts for b, o in zip(body, owner) if o == pt]
-        grouped += [b for b, o in zip(body, owner) if o is not None and o not in fmts]
-        first = next((k for k, o in enumerate(owner) if o is not None), len(body))
-        rest = [b for b, o in zip(body, owner) if o is None]
-        lines[start + 1:end] = rest[:first] + grouped + rest[first:]
-        lines[start] = " ".join(head[:3] + fmts)
-    newline = "\r\n" if "\r\n" in sdp else "\n"
-    return newline.join(lines) + (newline if sdp.endswith("\n") else ""), found
+    if not re.search(r"^m=video ", offer_sdp, re.M):
+        return  # no video offered: make nothing the far end did not ask for
+    available = RTCRtpSender.getCapabilities("video").codecs
+    wanted = [c for c in available if c.mimeType.lower() == f"video/{codec}"]
+    pc.addTransceiver("video", direction="recvonly").setCodecPreferences(
+        wanted + [c for c in available if c not in wanted])
 
 
 def parse_size(text: str) -> tuple[int, int]:
