@@ -2,11 +2,14 @@
 
 Those messages are written by C++ straight to file descriptor 2 before any logging setup can reach them,
 so the CLI routes fd 2 through a pipe and a thread that forwards every line except the known noise.
+A crash must still say where it happened: a dying process takes the forwarding thread with it, so the
+traceback `faulthandler` writes on SIGSEGV/SIGABRT/SIGBUS/SIGFPE goes to a copy of the real stderr instead.
 """
 
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import os
 import re
 import sys
@@ -24,6 +27,9 @@ def quiet_native_logs() -> None:
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     sys.stderr.flush()
     real = os.dup(2)
+    # Kept on the module: faulthandler writes to the descriptor of a file object it does not own.
+    quiet_native_logs._crash_file = open(real, "w", closefd=False)  # type: ignore[attr-defined]
+    faulthandler.enable(file=quiet_native_logs._crash_file, all_threads=True)  # type: ignore[attr-defined]
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
