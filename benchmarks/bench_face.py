@@ -1,7 +1,7 @@
 """Latency, identity and stability of the embedded face modes (swap, portrait) on 640x480 frames (CPU).
 
 The operator is scikit-image's astronaut with slight head motion; the persona is the built-in demo
-persona, a composite face of no real person (engine/demo.py), so no real person's likeness is shown as a
+persona, a composite face of no real person (calls/demo/), so no real person's likeness is shown as a
 persona in what this writes. Identity is judged by dlib's descriptor (tests/identity.py), which the pipeline never uses.
 Jitter is the RMS frame-to-frame motion of the landmarks an independent still mesher finds, on a still
 head with sensor noise, for the input and for each mode's output (tests/test_face_stability.py explains
@@ -32,7 +32,7 @@ DEFAULT_SHEET = Path("benchmarks") / "results" / "contact_sheet.jpg"
 
 
 def persona_photo() -> np.ndarray:
-    from engine.demo import demo_assets
+    from calls.demo import demo_assets
 
     return cv2.imread(str(demo_assets().persona_dir / "photo.png"))
 
@@ -91,7 +91,7 @@ def jitter(frames: list[np.ndarray]) -> float | None:
 
 def measure_mode(mode: str, photo: np.ndarray, clip: list[np.ndarray], still: list[np.ndarray]) -> tuple[dict, list]:
     """Time, identity and jitter of one mode; returns (figures, output frames of `clip` after warm-up)."""
-    from tests.identity import distance, face_descriptor
+    from benchmarks.identity import distance, face_descriptor
 
     f = make_filter(mode, photo)
     times, cpu, outputs, found = [], [], [], 0
@@ -145,7 +145,7 @@ def measure_mode(mode: str, photo: np.ndarray, clip: list[np.ndarray], still: li
 def run(frames: int = 60, png_dir: str | Path | None = None, sheet: str | Path | None = None,
         modes: tuple[str, ...] = MODES) -> dict:
     """Measure each mode over `frames` frames (after warm-up); the swap mode's figures also at the top level."""
-    from tests.identity import distance, face_descriptor
+    from benchmarks.identity import distance, face_descriptor
 
     photo = persona_photo()
     clip = operator_frames(frames + WARMUP)

@@ -34,7 +34,7 @@ from filters.voice.world_stream import (  # noqa: E402
     smooth_bins,
     warp_envelope,
 )
-from tests import voice_samples as vs  # noqa: E402
+from benchmarks import voice_samples as vs  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -141,7 +141,7 @@ def _rvc_pipeline_overhead(x: np.ndarray) -> dict:
     """The RVC backend's own work (SOLA, resampling, YIN fallback, ONNX calls) on tiny stand-in models:
     what the pipeline costs around real networks, whose time depends on the GPU."""
     from filters.voice.rvc import RvcConverter
-    from tests import tiny_models as tiny
+    from benchmarks import tiny_models as tiny
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

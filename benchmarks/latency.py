@@ -47,6 +47,8 @@ import numpy as np
 from calls.sources import Source, fit_frame
 from engine.media import AudioChunk, VideoFrame, now
 from engine.pipeline import CallPipeline
+from engine.face_contract import PassthroughFace
+from engine.voice_contract import PassthroughVoice
 
 FPS = 30
 WIDTH, HEIGHT = 640, 480
@@ -277,15 +279,6 @@ while True:
 
 
 # -- pipelines -------------------------------------------------------------------------------------------
-class IdentityVoice:
-    """Voice out = voice in, no delay."""
-
-    latency_s = 0.0
-
-    def process(self, samples: np.ndarray) -> np.ndarray:
-        return samples
-
-
 class TimedVoice:
     """Wraps a voice filter to measure its processing time per block (for the real-time factor, and to know
     what the block that carried each click out cost)."""
@@ -308,25 +301,25 @@ class TimedVoice:
 
 
 def passthrough_pipeline() -> CallPipeline:
-    return CallPipeline(lambda frame: frame, IdentityVoice()).start()
+    return CallPipeline(PassthroughFace(), PassthroughVoice()).start()
 
 
 def default_pipeline(persona=None) -> CallPipeline:
     """The demo persona's filters, exactly as `evercall serve --demo` builds them."""
-    from calls.serve import build_pipeline
+    from calls.assembly import CallAssembly, CallChoices
 
-    return build_pipeline(persona or demo_persona(), "swap")
+    return CallAssembly(persona or demo_persona(), CallChoices(mode="swap"), audit=None).pipeline()
 
 
 def demo_persona():
-    from engine.demo import demo_assets
+    from calls.demo import demo_assets
     from engine.persona import load_persona_dir
 
     return load_persona_dir(demo_assets().persona_dir, name="demo")
 
 
 def demo_operator_photo() -> np.ndarray:
-    from engine.demo import demo_assets
+    from calls.demo import demo_assets
 
     return cv2.imread(str(demo_assets().operator_photo))
 
@@ -678,7 +671,7 @@ def standard_paths(full: bool = False) -> dict[str, tuple]:
         "default": (default, True),
     }
     if full:
-        paths["passthrough_no_align"] = (lambda: CallPipeline(lambda f: f, IdentityVoice(), align_av=False).start(),
+        paths["passthrough_no_align"] = (lambda: CallPipeline(PassthroughFace(), PassthroughVoice(), align_av=False).start(),
                                          True)
         paths["passthrough_stock_receivers"] = (passthrough_pipeline, False)
         paths["passthrough_opus_20ms"] = (passthrough_pipeline, True, _media(audio_frame_ms=20))

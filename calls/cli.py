@@ -10,7 +10,9 @@ from pathlib import Path
 
 from calls.media_options import add_media_arguments
 from engine.errors import EvercallError
-from filters.factory import FACE_MODES, VOICE_BACKENDS
+from calls.assembly import CallChoices
+from calls.call_inputs import (PERSONA_HELP, add_face_options, add_persona_and_source, persona_from_args,
+                               source_from_args)
 
 DESCRIPTION = """\
 evercall: a real-time relay that presents a consented persona's face and voice in a video call.
@@ -26,56 +28,17 @@ A persona needs one photo of the face and 15-90 s of the person speaking (3 s at
 """
 
 
-def _persona_from_args(args: argparse.Namespace, use: str):
-    """The persona named by --persona (store name/id or folder) or --demo, with consent checked for `use`."""
-    from engine.resolve import open_persona
-
-    if args.persona:
-        return open_persona(args.persona, use)
-    if getattr(args, "demo", False):
-        persona = open_persona(_demo().persona_dir, use)
-        persona.name = "demo (a composite of no real person)"
-        return persona
-    raise EvercallError("no persona given: pass --persona NAME (see `evercall persona list`) or --persona DIR, "
-                        "or --demo")
-
-
-def _demo():
-    """The demo material, saying so when it is built for the first time (about ten seconds)."""
-    from engine.demo import demo_assets, demo_cache_dir
-
-    root = demo_cache_dir()
-    if not (root / "operator.mp4").is_file() or not (root / "persona" / "photo.png").is_file():
-        print(f"building the demo persona and operator clip in {root} (first run only, about 10 s)...",
-              file=sys.stderr, flush=True)
-    return demo_assets()
-
-
-def _source_from_args(args: argparse.Namespace):
-    from calls.sources import CombinedSource, FileSource, MicSource, WebcamSource
-
-    if args.source:
-        return FileSource(args.source, loop=True)
-    if args.demo:
-        return FileSource(_demo().operator_clip, loop=True)
-    from calls.devices import find_audio_device
-
-    camera = int(args.camera) if str(args.camera).isdigit() else args.camera
-    return CombinedSource(WebcamSource(camera), MicSource(find_audio_device(args.mic, output=False)))
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from calls.media_options import media_options_from_args
     from calls.serve import ServeOptions, serve_forever
 
-    options = ServeOptions(args.host, args.port, args.mode, backend=args.backend, models_dir=args.models_dir,
-                           voice_backend=args.voice_backend,
+    options = ServeOptions(args.host, args.port, choices=CallChoices.from_args(args),
                            invite_ttl_s=args.invite_hours * 3600,
                            tls_cert=args.tls_cert, tls_key=args.tls_key, tls_self_signed=args.tls_self_signed,
                            media=media_options_from_args(args))
     options.ssl_context()  # refuse an unsafe bind before the persona and camera are opened
-    persona = _persona_from_args(args, "call")
-    source = _source_from_args(args)
+    persona = persona_from_args(args, "call")
+    source = source_from_args(args)
 
     def announce(call) -> None:
         print(f"persona: {persona.name}; face mode: {args.mode}; press Ctrl-C to end the call", flush=True)
@@ -94,44 +57,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from calls.render import render
 
-    persona = _persona_from_args(args, "render")
+    persona = persona_from_args(args, "render")
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise EvercallError("--output must differ from --input: the input would be overwritten")
-    summary = render(persona, Path(args.input), Path(args.output), mode=args.mode,
-                     progress=sys.stderr.isatty(), backend=args.backend, models_dir=args.models_dir,
-                     voice_backend=args.voice_backend)
+    summary = render(persona, Path(args.input), Path(args.output), CallChoices.from_args(args),
+                     progress=sys.stderr.isatty())
     for line in summary.lines():
         print(line)
     return 0
 
 
-PERSONA_HELP = ("a persona from the store (`evercall persona list`), or a folder holding a photo, a voice sample, "
-                "consent.json and the consent document it names")
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The benchmarks sit above calls/ in the layers: run them as their own program, same arguments."""
+    import subprocess
 
-
-def _add_face_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", default="swap", choices=FACE_MODES,
-                        help="face mode: 'swap' replaces the operator's face with the persona's (default); "
-                             "'portrait' animates the persona's own photo with the operator's head and face")
-    parser.add_argument("--backend", default="embedded", choices=["embedded", "inswapper"],
-                        help="face backend: 'embedded' needs no downloaded weights (default); 'inswapper' uses "
-                             "insightface + inswapper_128 from your models folder (see `evercall models list`)")
-    parser.add_argument("--voice-backend", default="world", choices=VOICE_BACKENDS,
-                        help="voice backend: 'world' needs no downloaded weights (default, 44 ms); 'rvc' runs your "
-                             "RVC-style ONNX models (see `evercall models list`)")
-    parser.add_argument("--models-dir", type=Path, metavar="DIR",
-                        help="folder with model files (default: $EVERCALL_MODELS, then $EVERCALL_HOME/models)")
-
-
-def _add_persona_and_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--persona", metavar="NAME|DIR", help=PERSONA_HELP)
-    parser.add_argument("--demo", action="store_true",
-                        help="use the built-in sample persona (a composite of no real person) and sample operator "
-                             "clip: works with no camera")
-    parser.add_argument("--source", metavar="FILE", help="play this video file as the operator's camera and mic")
-    parser.add_argument("--camera", default="0", help="webcam index or device path (default 0)")
-    parser.add_argument("--mic", default=None, help="microphone index or name (default: the system default; "
-                                                    "see `evercall devices`)")
+    return subprocess.call([sys.executable, "-m", "benchmarks", *args.bench_args])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start a call and print the far-end link",
                            description="Start the relay. The far end opens the printed /join/ link in a browser; "
                                        "the operator page shows the outgoing picture, the far end and live figures.")
-    _add_persona_and_source(serve)
+    add_persona_and_source(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    _add_face_options(serve)
+    add_face_options(serve)
     serve.add_argument("--invite-hours", type=float, default=12.0,
                        help="how long the far-end link stays valid (default 12 hours)")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="HTTPS certificate (needed off loopback)")
@@ -164,22 +104,28 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--demo", action="store_true", help="use the built-in sample persona")
     rend.add_argument("--input", required=True, metavar="IN.mp4", help="the operator's video")
     rend.add_argument("--output", required=True, metavar="OUT.mp4", help="where to write the result (MP4)")
-    _add_face_options(rend)
+    add_face_options(rend)
     rend.set_defaults(func=cmd_render)
 
-    from calls import bench_cli, device_cli, models_cli, persona_cli, verify_cli
+    from calls import device_cli, models_cli, persona_cli, verify_cli
 
     persona_cli.register(sub)
     models_cli.register(sub)
-    device_cli.register(sub, _add_persona_and_source, _add_face_options)
+    device_cli.register(sub)
     verify_cli.register(sub)
-    bench_cli.register(sub)
+    bench = sub.add_parser("bench", help="measure latency, frame rate and filter speed on this machine "
+                                         "(`evercall bench --help` says how)", add_help=False)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_args = rest  # all of them are the benchmark program's (see cmd_bench)
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:

@@ -45,18 +45,15 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_vcam(args: argparse.Namespace) -> int:
-    from calls.cli import _persona_from_args, _source_from_args
+    from calls.assembly import CallAssembly, CallChoices
+    from calls.call_inputs import persona_from_args, source_from_args
     from calls.devices import AudioOutputSink, VirtualCameraSink, find_audio_device
-    from calls.serve import build_pipeline, new_call_id, persona_id
-    from engine.pipeline import AUDIO_RATE
-    from engine.home import audit_log
 
-    persona = _persona_from_args(args, "call")
+    persona = persona_from_args(args, "call")
     mic_out = find_audio_device(args.virtual_mic, output=True) if args.virtual_mic else None
-    source = _source_from_args(args)
-    call_id = new_call_id()
-    pipeline = build_pipeline(persona, args.mode, AUDIO_RATE, args.backend, args.models_dir, call_id,
-                              args.voice_backend)
+    source = source_from_args(args)
+    assembly = CallAssembly(persona, CallChoices.from_args(args))
+    pipeline = assembly.pipeline()
     sinks = []
     try:
         sinks.append(VirtualCameraSink(pipeline, backend=args.vcam_backend, device=args.vcam_device).start())
@@ -68,8 +65,7 @@ def cmd_vcam(args: argparse.Namespace) -> int:
               + (f" and virtual microphone {args.virtual_mic}" if args.virtual_mic else
                  " (no --virtual-mic: the voice goes nowhere)"), flush=True)
         print("pick them in your call app; press Ctrl-C to stop", flush=True)
-        audit = audit_log()
-        audit.append("call_started", persona=persona_id(persona), call=call_id, far_end="virtual camera")
+        assembly.record("call_started", far_end="virtual camera")
         started = time.monotonic()
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -79,8 +75,7 @@ def cmd_vcam(args: argparse.Namespace) -> int:
                     break
         except KeyboardInterrupt:
             pass
-        audit.append("call_ended", persona=persona_id(persona), call=call_id, far_end="virtual camera",
-                     duration_s=round(time.monotonic() - started, 1))
+        assembly.record("call_ended", far_end="virtual camera", duration_s=round(time.monotonic() - started, 1))
     finally:
         source.stop()
         for sink in sinks:
@@ -90,7 +85,9 @@ def cmd_vcam(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction, add_persona_and_source, add_face_options) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
+    from calls.call_inputs import add_face_options, add_persona_and_source
+
     devices = sub.add_parser("devices", help="list cameras, microphones and speakers",
                              description="List the cameras, microphones and speakers (including virtual "
                                          "ones) that evercall can use, with the index or name to pass.")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.models import BACKENDS, MODELS, MODELS_ENV, check, resolve_models_dir
+from engine.models import MODELS, MODELS_ENV, check, resolve_models_dir
+from filters.registry import BACKENDS
 
 MODELS_HELP = f"""\
 The neural backends run ONNX models that you supply (several are licensed for non-commercial use
@@ -26,31 +27,45 @@ def _folder(args: argparse.Namespace):
     return resolve_models_dir(getattr(args, "models_dir", None))
 
 
+def _groups() -> dict[str, tuple[str, ...]]:
+    """What `--backend` may name: each registered backend that loads model files, and "face"/"voice" for
+    all of that kind's (filters/registry.py says which backend loads which files)."""
+    groups = dict(BACKENDS.with_models())
+    for kind, table in (("face", BACKENDS.face), ("voice", BACKENDS.voice)):
+        keys = [key for backend in table.values() for key in backend.models]
+        groups[kind] = tuple(dict.fromkeys(keys))
+    return groups
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     folder, origin = _folder(args)
     print(f"models folder: {folder} (from {origin})")
-    for backend, keys in BACKENDS.items():
-        print(f"\n{backend} backend:")
-        for key in keys:
-            spec = MODELS[key]
-            result = check(spec, folder)
-            state = "installed" if result.ok else ("not installed" if result.status == "missing"
-                                                   else f"present but {result.status}")
-            need = "" if spec.required else ", optional"
-            print(f"  {key}: {state}{need} ({spec.task})")
-            print(f"    file:    {result.path}  ({spec.size_hint})")
-            print(f"    licence: {spec.licence}")
-            print(f"    get it:  {spec.source}")
+    for kind, table in (("face", BACKENDS.face), ("voice", BACKENDS.voice)):
+        for backend in table.values():
+            if not backend.models:
+                continue
+            print(f"\n{kind} backend '{backend.name}' ({backend.summary}):")
+            for key in backend.models:
+                spec = MODELS[key]
+                result = check(spec, folder)
+                state = "installed" if result.ok else ("not installed" if result.status == "missing"
+                                                       else f"present but {result.status}")
+                need = "" if spec.required else ", optional"
+                print(f"  {key}: {state}{need} ({spec.task})")
+                print(f"    file:    {result.path}  ({spec.size_hint})")
+                print(f"    licence: {spec.licence}")
+                print(f"    get it:  {spec.source}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """One line per missing or mismatched file; exit 1 if a required file of the chosen backend fails."""
     folder, _ = _folder(args)
-    backends = list(BACKENDS) if args.backend == "all" else [args.backend]
+    groups = _groups()
+    backends = ["face", "voice"] if args.backend == "all" else [args.backend]
     failed = False
     for backend in backends:
-        for key in BACKENDS[backend]:
+        for key in groups[backend]:
             spec = MODELS[key]
             result = check(spec, folder)
             if result.ok:
@@ -78,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     checking = sub.add_parser("check", help="check the model files; exit 1 if a required one is missing or wrong",
                               description=MODELS_HELP, formatter_class=raw)
     checking.add_argument("--models-dir", metavar="DIR", help="folder holding the model files")
-    checking.add_argument("--backend", choices=(*BACKENDS, "all"), default="all",
-                          help="which backend's models to require (default: all)")
+    checking.add_argument("--backend", choices=(*_groups(), "all"), default="all",
+                          help="which backend's models to require: a backend's name, 'face' or 'voice' for all of "
+                               "that kind, or 'all' (default)")
     checking.set_defaults(func=cmd_check)

@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from calls.assembly import CallAssembly, CallChoices
 from calls.sources import probe_media
 from engine.errors import MediaError
 from engine.persona import Persona
@@ -53,31 +54,25 @@ def _read_audio_track(path: Path) -> np.ndarray | None:
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
-def convert_voice(persona: Persona, samples: np.ndarray, backend: str = "world", models_dir: Path | None = None
-                  ) -> np.ndarray:
+def convert_voice(assembly: CallAssembly, samples: np.ndarray) -> np.ndarray:
     """The whole track through the same streaming converter a call uses, its delay removed: time-aligned."""
-    from filters.factory import voice_stream
     from filters.voice.offline import convert_offline
 
-    stream = voice_stream(persona, OUT_AUDIO_RATE, backend, models_dir)
+    stream = assembly.voice(OUT_AUDIO_RATE)
     return convert_offline(stream.process, round(stream.latency_s * OUT_AUDIO_RATE), samples)
 
 
-def render(persona: Persona, input_path: Path, output_path: Path, mode: str = "swap",
-           progress: bool = True, backend: str = "embedded",
-           models_dir: Path | None = None, voice_backend: str = "world") -> RenderSummary:
+def render(persona: Persona, input_path: Path, output_path: Path, choices: CallChoices | None = None,
+           progress: bool = True) -> RenderSummary:
     """Render `input_path` through the persona's filters into `output_path` (MP4, H.264 + AAC)."""
-    from filters.factory import face_filter
-
     input_path, output_path = Path(input_path), Path(output_path)
     probe_media(input_path)
-    from calls.serve import new_call_id, provenance_mark
-
-    face = face_filter(persona, mode, backend, models_dir)
-    call_id = new_call_id()
-    mark = provenance_mark(persona, call_id)
+    assembly = CallAssembly(persona, choices)
+    face = assembly.face()
+    call_id = assembly.call_id
+    mark = assembly.video_mark()
     samples = _read_audio_track(input_path)
-    voice = convert_voice(persona, samples, voice_backend, models_dir) if samples is not None and samples.size \
+    voice = convert_voice(assembly, samples) if samples is not None and samples.size \
         else None
 
     tmp = output_path.with_name(f".{output_path.name}.partial.mp4")
@@ -128,11 +123,7 @@ def render(persona: Persona, input_path: Path, output_path: Path, mode: str = "s
         tmp.unlink(missing_ok=True)
         raise MediaError(f"{input_path} holds no decodable video frames: the file is corrupt or empty")
     tmp.replace(output_path)
-    from calls.serve import persona_id
-    from engine.home import audit_log
-
-    audit_log().append("render", persona=persona_id(persona), call=call_id, frames=frames,
-                       output=output_path.name)
+    assembly.record("render", strict=True, frames=frames, output=output_path.name)
     audio_s = None if voice is None else len(voice) / OUT_AUDIO_RATE
     return RenderSummary(frames, faces, 1000 * spent / frames, audio_s, output_path, call_id)
 

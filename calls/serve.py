@@ -1,4 +1,4 @@
-"""Running a call: persona + filters + operator source + pipeline + web server, until Ctrl-C."""
+"""Running a call: the assembled call (calls/assembly.py) + operator source + web server, until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 import ssl
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,14 +13,14 @@ from aiohttp import web
 
 from calls.console import Controls
 from calls.invites import DEFAULT_TTL_S, Invite
+from calls.assembly import CallAssembly, CallChoices
 from calls.media_options import MediaOptions
 from calls.server import CallServer, CallState
 from calls.tls import fingerprint, require_tls_for, self_signed, server_context
 from engine.errors import EvercallError
 from calls.sources import Source
-from engine.media import VideoFrame
 from engine.persona import Persona
-from engine.pipeline import AUDIO_RATE, CallPipeline
+from engine.pipeline import AUDIO_RATE
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +29,7 @@ log = logging.getLogger(__name__)
 class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
-    mode: str = "swap"
-    backend: str = "embedded"
-    voice_backend: str = "world"
-    models_dir: Path | None = None
+    choices: CallChoices = field(default_factory=CallChoices)
     invite_ttl_s: float = DEFAULT_TTL_S
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -53,50 +49,6 @@ class ServeOptions:
                 raise EvercallError("--tls-cert needs --tls-key: give the certificate's private key too")
             return server_context(self.tls_cert, self.tls_key), fingerprint(self.tls_cert)
         return None, None
-
-
-def persona_id(persona: Persona) -> str:
-    """What the audit log calls a persona: its store id or its folder's name, never its likeness."""
-    return persona.source.name if persona.source is not None else persona.name
-
-
-def face_step(persona: Persona, mode: str, backend: str = "embedded", models_dir: Path | None = None):
-    """(convert, close): the persona's face filter as a pipeline step, and how to release it."""
-    from filters.factory import face_filter
-
-    face = face_filter(persona, mode, backend, models_dir)
-
-    def convert(frame: VideoFrame) -> VideoFrame:
-        return frame.with_image(face.process(frame.image, frame.t_capture).image)
-
-    return convert, face.close
-
-
-def new_call_id() -> str:
-    """A short random id that names one call (or render) in the audit log and in the watermark."""
-    return uuid.uuid4().hex[:16]
-
-
-def provenance_mark(persona: Persona, call_id: str):
-    """The invisible watermark every output frame carries: which persona, which call."""
-    from filters.watermark import WatermarkEmbedder, make_payload
-
-    return WatermarkEmbedder(make_payload(persona_id(persona), call_id)).mark
-
-
-def build_pipeline(persona: Persona, mode: str = "swap", rate: int = AUDIO_RATE, backend: str = "embedded",
-                   models_dir: Path | None = None, call_id: str | None = None,
-                   voice_backend: str = "world") -> CallPipeline:
-    """The persona's face and voice filters in a started pipeline (filters are built before any I/O).
-
-    Every frame that leaves is watermarked with the persona and `call_id` (a new id when None).
-    """
-    from filters.factory import voice_stream
-
-    convert, close = face_step(persona, mode, backend, models_dir)
-    mark = provenance_mark(persona, call_id or new_call_id())
-    voice = voice_stream(persona, rate, voice_backend, models_dir)
-    return CallPipeline(convert, voice, audio_rate=rate, mark=mark, close_face=close).start()
 
 
 class RunningCall:
@@ -132,16 +84,11 @@ class RunningCall:
 async def start_call(persona: Persona, source: Source, options: ServeOptions) -> RunningCall:
     """Build everything, start the source and bind the server; filters are built off the event loop."""
     context, tls_fp = options.ssl_context()  # refuses an unsafe bind before any work is done
-    call_id = new_call_id()
-    pipeline = await asyncio.to_thread(build_pipeline, persona, options.mode, AUDIO_RATE, options.backend,
-                                       options.models_dir, call_id, options.voice_backend)
-    from engine.home import audit_log
-
-    state = CallState(pipeline=pipeline, persona_name=persona.name, persona_id=persona_id(persona),
-                      audit=audit_log(), invite=Invite(ttl_s=options.invite_ttl_s), call_id=call_id,
-                      media=options.media)
+    assembly = CallAssembly(persona, options.choices)
+    pipeline = await asyncio.to_thread(assembly.pipeline, AUDIO_RATE)
+    state = CallState(pipeline=pipeline, persona_name=persona.name, assembly=assembly,
+                      invite=Invite(ttl_s=options.invite_ttl_s), media=options.media, mode=options.choices.mode)
     await asyncio.to_thread(state.record, "invite_created", expires=state.invite.describe()["expires_at"])
-    state.mode = options.mode
     call_box: list[RunningCall] = []
 
     async def end_call() -> None:
@@ -149,8 +96,7 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
         await server.close_peer()
         call_box[0].ended.set()
 
-    controls = Controls(state, lambda mode: face_step(persona, mode, options.backend, options.models_dir),
-                        end_call)
+    controls = Controls(state, assembly.face, end_call)
     server = CallServer(state, controls)
     runner = web.AppRunner(server.app, handle_signals=False)
     await runner.setup()

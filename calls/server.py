@@ -4,6 +4,7 @@ Routes
   GET  /join/{token}            far-end page (plays the persona, sends the far end's camera and mic)
   POST /join/{token}/offer      SDP offer in, answer out (aiortc)
   POST /join/{token}/report     the far-end page's own WebRTC figures, shown to the operator
+  POST /join/{token}/viewport   the far-end screen's shape (CSS px), on joining and on rotation: the picture is framed to it
   GET  /operator/{token}        operator page: outgoing preview, the far end, live figures
   GET  /operator/{token}/preview.mjpg | farend.mjpg | stats.json
   GET  /operator/{token}/ws     WebSocket: live figures out, console controls in (calls/console.py)
@@ -73,12 +74,6 @@ _INLINE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|<style\b|\sstyle=|\son[a-z]+
 def _page(name: str) -> str:
     """A page template from calls/static, read once per process."""
     return resources.files("calls").joinpath("static", name).read_text(encoding="utf-8")
-
-
-@functools.cache
-def _static_names() -> frozenset[str]:
-    """The files calls/static holds (a request may name only one of these: no path ever reaches the disk)."""
-    return frozenset(f.name for f in resources.files("calls").joinpath("static").iterdir())
 
 
 @dataclass
@@ -164,7 +159,6 @@ class CallServer:
             web.post("/join/{token}/offer", self.offer),
             web.post("/join/{token}/report", self.farend_report),
             web.post("/join/{token}/viewport", self.farend_viewport),
-            web.get("/static/{name}", self.static_asset),
             web.get("/operator/{token}", self.operator_page),
             web.get("/operator/{token}/preview.mjpg", self.preview_stream),
             web.get("/operator/{token}/farend.mjpg", self.farend_stream),
@@ -267,24 +261,18 @@ class CallServer:
         self.state.farend_report = report
         return web.Response(status=204)
 
-    async def static_asset(self, request: web.Request) -> web.Response:
-        """The pages' own scripts and styles (calls/static/*.js, *.css): no inline code, so a strict CSP holds."""
-        name = request.match_info["name"]
-        kinds = {".js": "text/javascript", ".css": "text/css"}
-        kind = next((v for k, v in kinds.items() if name.endswith(k)), None)
-        if kind is None or name not in _static_names():
-            raise web.HTTPNotFound()
-        return web.Response(text=_page(name), content_type=kind, headers={"Cache-Control": "no-cache"})
-
     async def farend_viewport(self, request: web.Request) -> web.Response:
         """The far end's screen shape (CSS px), on joining and on each rotation: the picture is framed to it."""
         if (refusal := self._join_refusal(request)) is not None:
             return refusal
+        shape = await self._body(request, "the viewport", 1000)
         try:
-            shape = await request.json()
-            aspect = self.framer.set_viewport(float(shape["width"]), float(shape["height"]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            return web.Response(status=400, text="bad viewport: expected JSON with positive 'width' and 'height'")
+            width, height = shape["width"], shape["height"]  # type: ignore[index]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (width, height)):
+                raise TypeError
+            aspect = self.framer.set_viewport(float(width), float(height))
+        except (KeyError, TypeError, ValueError):
+            return bad_request("bad viewport: expected JSON with a positive 'width' and 'height'")
         return web.json_response({"aspect": round(aspect, 4)})
 
     def _reframe(self, pc: RTCPeerConnection, image, t_capture: float):
@@ -432,7 +420,7 @@ class CallServer:
             pipeline = self.state.pipeline
             if "video" in offered:
                 pc.addTrack(PersonaVideoTrack(pipeline.video_out, pipeline.note_video_sent, size=media.size,
-                                              max_fps=media.fps))
+                                              max_fps=media.fps, reframe=functools.partial(self._reframe, pc)))
             if "audio" in offered:
                 pc.addTrack(PersonaAudioTrack(pipeline.audio_out, pipeline.note_audio_sent,
                                               frame=media.audio_frame_samples))

@@ -180,12 +180,6 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
-BACKENDS: dict[str, tuple[str, ...]] = {
-    "face": tuple(k for k, s in MODELS.items() if s.backend == "face"),
-    "voice": tuple(k for k, s in MODELS.items() if s.backend == "voice"),
-}
-
-
 def resolve_models_dir(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
     """The models folder and where it came from: --models-dir, then $EVERCALL_MODELS, then the home."""
     if explicit:

@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 
+from engine.face_contract import FaceFilter, PassthroughFace
 from engine.media import AudioChunk, VideoFrame, now
 from engine.metrics import Metrics
 from engine.stages import AudioRing, DelayLine, LatestSlot, Worker
+from engine.voice_contract import VoiceFilter
 
 AUDIO_RATE = 48000
 AUDIO_BLOCK = 480  # 10 ms at 48 kHz: the microphone block and the Opus packet (see calls/encoders.py)
 EMA = 0.05  # weight of each new sample in the measured send delays (about 20 samples' memory)
-
-
-class VoiceProcessor(Protocol):
-    """A streaming voice filter: same number of samples out as in, output delayed by `latency_s`."""
-
-    latency_s: float
-
-    def process(self, samples: np.ndarray) -> np.ndarray: ...
 
 
 class CallPipeline:
@@ -38,14 +32,11 @@ class CallPipeline:
     engine equally late. `align_av=False` sends frames as soon as they are converted.
     """
 
-    def __init__(self, face: Callable[[VideoFrame], VideoFrame], voice: VoiceProcessor,
-                 audio_rate: int = AUDIO_RATE, align_av: bool = True,
-                 mark: Callable[[np.ndarray, int], np.ndarray] | None = None,
-                 close_face: Callable[[], None] | None = None) -> None:
+    def __init__(self, face: FaceFilter, voice: VoiceFilter, audio_rate: int = AUDIO_RATE, align_av: bool = True,
+                 mark: Callable[[np.ndarray, int], np.ndarray] | None = None) -> None:
         self.metrics = Metrics()
-        self._face = face
-        self._close_face = close_face  # releases the face filter's models when it is replaced or the call ends
-        self._retired: list[Callable[[], None]] = []  # closes of replaced filters, run on the face thread
+        self._face = face  # closed when it is replaced or the call ends
+        self._retired: list[FaceFilter] = []  # replaced filters, closed on the face thread
         self.mark = mark  # provenance watermark applied to every frame that leaves, cards included
         self.card: np.ndarray | None = None  # when set, replaces the picture and silences the voice
         self.muted = False
@@ -73,21 +64,20 @@ class CallPipeline:
         self._voice_thread.start()
         return self
 
-    def set_face(self, face: Callable[[VideoFrame], VideoFrame], close: Callable[[], None] | None = None) -> None:
+    def set_face(self, face: FaceFilter) -> None:
         """Switch the face filter between frames. The old one is closed on the face thread before the next
         frame, so it is never closed while a frame is still inside it."""
-        if self._close_face is not None:
-            self._retired.append(self._close_face)
-        self._face, self._close_face = face, close
+        self._retired.append(self._face)
+        self._face = face
 
     def _close_retired(self) -> None:
         while self._retired:
-            self._retired.pop()()
+            self._retired.pop().close()
 
     def _video_step(self, frame: VideoFrame) -> VideoFrame:
         self._close_retired()
         card = self.card
-        out = frame.with_image(card) if card is not None else self._face(frame)
+        out = frame.with_image(card if card is not None else self._face.process(frame.image, frame.t_capture).image)
         if self.mark is not None:
             out = out.with_image(self.mark(out.image, out.seq))
         return out
@@ -160,6 +150,5 @@ class CallPipeline:
             self._delay_line.close()
         self._voice_thread.join(2.0)
         self._close_retired()
-        if self._close_face is not None:
-            self._close_face()
-            self._close_face = None
+        self._face.close()
+        self._face = PassthroughFace()  # a second close() closes nothing twice

@@ -25,7 +25,7 @@ def evercall_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo(evercall_home: Path):
     """The built-in demo persona and operator clip, built once for the whole run, where `--demo` finds it."""
-    from engine.demo import demo_assets
+    from calls.demo import demo_assets
 
     return demo_assets(evercall_home / "demo")
 

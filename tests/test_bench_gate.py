@@ -12,35 +12,43 @@ import numpy as np
 import pytest
 
 from benchmarks import gate
-from benchmarks.latency import IdentityVoice, draw_barcode, measure, passthrough_pipeline, read_barcode
-from engine.media import VideoFrame
+from benchmarks.latency import draw_barcode, measure, passthrough_pipeline, read_barcode
+from engine.face_contract import FaceOutput
 from engine.pipeline import CallPipeline
+from engine.voice_contract import PassthroughVoice
 
 SECONDS = 3.0  # of measured call per path, after 1 s of warm-up
 
 
-def _soften(frame: VideoFrame) -> VideoFrame:
+class _Soften:
     """A light real filter (a blur above the barcode strip): a millisecond or two of pixel work."""
-    image = frame.image.copy()
-    image[:400] = cv2.GaussianBlur(image[:400], (5, 5), 0)
-    return frame.with_image(image)
+
+    def __init__(self, extra_s: float = 0.0) -> None:
+        self.extra_s = extra_s
+
+    def process(self, image: np.ndarray, t_capture: float) -> FaceOutput:
+        if self.extra_s:
+            time.sleep(self.extra_s)  # a regression: this much longer a frame
+        out = image.copy()
+        out[:400] = cv2.GaussianBlur(out[:400], (5, 5), 0)
+        return FaceOutput(out, True, "converted")
+
+    def close(self) -> None:
+        pass
 
 
 def _normal() -> CallPipeline:
-    return CallPipeline(_soften, IdentityVoice()).start()
+    return CallPipeline(_Soften(), PassthroughVoice()).start()
 
 
 def _slowed() -> CallPipeline:
-    def slow(frame: VideoFrame) -> VideoFrame:
-        time.sleep(0.06)  # a regression: 60 ms a frame, twice the frame interval
-        return _soften(frame)
-    return CallPipeline(slow, IdentityVoice()).start()
+    return CallPipeline(_Soften(extra_s=0.06), PassthroughVoice()).start()  # 60 ms: twice the frame interval
 
 
 def test_barcode_survives_the_filter_and_reads_back() -> None:
     image = np.full((480, 640, 3), 128, np.uint8)
     draw_barcode(image, 51234)
-    assert read_barcode(_soften(VideoFrame(image, 0.0, 0)).image) == 51234
+    assert read_barcode(_Soften().process(image, 0.0).image) == 51234
     assert read_barcode(np.full((480, 640), 128, np.uint8)) is None, "no strip: no number"
 
 

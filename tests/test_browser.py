@@ -21,7 +21,7 @@ import pytest
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
 from tests.browser import chromium, require_chromium, run_once, write_y4m
-from tests.identity import distance, face_descriptor
+from benchmarks.identity import distance, face_descriptor
 
 WAIT_S = 20.0  # an upper bound for connect + 60 frames; it normally takes a few seconds
 FAREND_SAYS = "Hello, can you hear me? It is so good to see you again. How have you been?"
@@ -31,7 +31,7 @@ FAREND_SAYS = "Hello, can you hear me? It is so good to see you again. How have 
 def far_end_media(demo, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The relative's camera and microphone: 2 s of a face at 320x240 (y4m) and a short spoken sentence."""
     from engine.audio_io import write_wav
-    from engine.demo import speak
+    from calls.demo import speak
 
     folder = tmp_path_factory.mktemp("far-end-media")
     face = cv2.imread(str(demo.operator_photo))

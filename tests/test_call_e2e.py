@@ -9,7 +9,7 @@ import numpy as np
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
 from tests.farend import join_for
-from tests.identity import closer_to_persona
+from benchmarks.identity import closer_to_persona
 
 
 async def _join(url: str, seconds: float) -> dict:

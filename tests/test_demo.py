@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine import demo
+from calls import demo
 from engine.audio_io import read_audio
 from engine.consent import ConsentRecord
-from engine.demo import DemoAssets, demo_assets, demo_cache_dir
+from calls.demo import DemoAssets, demo_assets, demo_cache_dir
 from engine.errors import ConsentError
 from engine.resolve import CONSENT_FILE, open_persona
 from filters.face.landmarks import FaceMesher, face_oval_indices
-from tests.identity import DIFFERENT_PEOPLE, SAME_PERSON, distance, face_descriptor
+from benchmarks.identity import DIFFERENT_PEOPLE, SAME_PERSON, distance, face_descriptor
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from filters.face.fallback import cover_fit
 from filters.face.landmarks import lips_inner_indices
 from filters.face.portrait import PortraitFilter
 from filters.face.warp import triangulate, warp_face
-from tests.identity import DIFFERENT_PEOPLE, distance, face_descriptor
+from benchmarks.identity import DIFFERENT_PEOPLE, distance, face_descriptor
 from tests.test_face_swap import H, W, moved, open_mouth, operator, persona, still_mesh  # noqa: F401 (fixtures)
 
 BROWS = [46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
@@ -216,7 +216,8 @@ def test_portrait_refuses_a_photo_without_a_face():
 
 def test_factory_builds_portrait_mode(persona):
     from engine.persona import Persona
-    from filters.factory import FACE_MODES, face_filter
+    from filters.factory import face_filter
+    from filters.registry import FACE_MODES
 
     assert "portrait" in FACE_MODES
     f = face_filter(Persona("grace", persona, np.zeros(16000, np.float32)), "portrait")

@@ -16,7 +16,7 @@ from engine.errors import PersonaError
 from filters.face.landmarks import FaceMesher, lips_inner_indices
 from filters.face.swap import FaceSwapFilter
 from filters.face.warp import triangulate, warp_face
-from tests.identity import SAME_PERSON, distance, face_descriptor
+from benchmarks.identity import SAME_PERSON, distance, face_descriptor
 
 H, W = 480, 640
 

@@ -16,7 +16,7 @@ import torch
 from filters.face import warp as warp_mod
 from filters.face.blend import composite
 from filters.face.gpu import TorchCompositor
-from tests import tiny_models
+from benchmarks import tiny_models
 from tests.test_models import operator_frame, persona  # noqa: F401 (fixtures, shared)
 
 pytestmark = pytest.mark.filterwarnings("ignore:`estimate` is deprecated:FutureWarning")

@@ -19,7 +19,7 @@ from calls import models_cli
 from engine import models
 from engine.errors import ModelError, PersonaError
 from engine.models import MODELS, check, choose_providers, models_dir, open_session, require, session_provider
-from tests import tiny_models
+from benchmarks import tiny_models
 
 H, W = 480, 640
 # insightface's own alignment calls a scikit-image API that is deprecated; not ours to fix.

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from calls.render import render
-from tests.identity import closer_to_persona
+from benchmarks.identity import closer_to_persona
 
 
 def _probe(path: Path) -> tuple[list[np.ndarray], float | None, Fraction]:

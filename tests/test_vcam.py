@@ -9,7 +9,7 @@ import pyvirtualcam
 
 from calls.cli import main
 from calls.devices import AudioDevice
-from tests.identity import distance, face_descriptor
+from benchmarks.identity import distance, face_descriptor
 
 FRAMES: list[np.ndarray] = []
 RECORDED: list[np.ndarray] = []

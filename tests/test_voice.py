@@ -12,8 +12,8 @@ from engine.errors import MediaError, PersonaError
 from filters.voice.profile import VoiceProfile, track_pitch
 from filters.voice.stream import VoiceStream
 from filters.voice.world_stream import WorldVoiceConverter
-from tests import voice_samples as vs
-from tests.voice_samples import feed_in_chunks
+from benchmarks import voice_samples as vs
+from benchmarks.voice_samples import feed_in_chunks
 
 pytestmark = pytest.mark.skipif(not vs.have_espeak(), reason="espeak-ng is not installed (apt install espeak-ng)")
 

@@ -22,8 +22,8 @@ from scipy import signal
 from engine.errors import ModelError
 from filters.voice.rvc import RvcConverter, coarse_pitch
 from filters.voice.stream import VoiceStream
-from tests.tiny_models import DECODER_RATE, TONE_HZ, make_decoder, make_encoder, make_pitch
-from tests.voice_samples import feed_in_chunks
+from benchmarks.tiny_models import DECODER_RATE, TONE_HZ, make_decoder, make_encoder, make_pitch
+from benchmarks.voice_samples import feed_in_chunks
 
 RATE = 16000
 @pytest.fixture(scope="module")

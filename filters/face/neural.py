@@ -349,3 +349,8 @@ class InswapperFilter(ClosesOnExit):
         """Drop the sessions (GPU memory is freed when onnxruntime releases them)."""
         self._det = self._rec = self._swapper = None
         self._restorer = None
+
+
+def for_persona(persona, models_dir=None) -> InswapperFilter:
+    """The registry's constructor (filters/registry.py): inswapper toward this persona's face."""
+    return InswapperFilter(persona.photo, models_dir)

@@ -220,3 +220,8 @@ def _signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     p = points[triangles].astype(np.float64)
     a, b = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
     return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+
+
+def for_persona(persona, models_dir=None) -> PortraitFilter:
+    """The registry's constructor (filters/registry.py): this persona's photo, animated."""
+    return PortraitFilter(persona.photo)

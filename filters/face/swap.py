@@ -1,72 +1,80 @@
 """The embedded "swap" face mode: the operator stays on camera, their face is replaced by the persona's.
 
-Per frame: MediaPipe mesh of the operator -> One Euro smoothing of its points (smoothing.py: a still head
-must not shimmer) -> target points with the persona's proportions (reshape.py; eased off as the head
-turns, since they are a frontal face's) -> piecewise-affine warp of the persona photo onto those points
--> Lab colour transfer toward the operator's skin -> feathered blend, leaving out whatever is in front of
-the face (occlusion.py: a hand or a cup stays in front of her). The operator's mouth interior is kept
-while the mouth is open (persona lips, operator teeth), because stretching the persona's closed lips
-over an open mouth is the most visible failure of a warp-only swap. When no face is found, the
+A 3-D swap. Per frame: MediaPipe mesh of the operator with depth -> One Euro smoothing of its points
+(smoothing.py: a still head must not shimmer) -> the head pose, fitted to the canonical face (face3d.py),
+which takes the operator's mesh into a pose-free frame -> there, the operator's expression (their mesh
+minus their slowly learnt resting mesh) is added to the persona's own 3-D shape -> that face is put back at
+the operator's pose and drawn from the persona's pose-free texture (atlas.py, unwrapped once when the
+filter is built), triangles facing the camera only, far ones first: a turned head shows the correct side
+of her face, and the side her photo did not show comes from its mirror image, never a stretched sliver
+-> the operator's head outline is liquified toward hers (reshape.py's ring of anchors) -> Lab colour
+transfer toward the operator's skin -> feathered blend over the drawn silhouette, leaving out whatever is
+in front of the face (occlusion.py: a hand or a cup stays in front of her). The operator's mouth interior
+is kept while the mouth is open (persona lips, operator teeth), because stretching the persona's closed
+lips over an open mouth is the most visible failure of a warp-only swap. When no face is found, the
 lost-face policy (hold, then a short fade to the portrait, and a fade back when the face returns)
 decides what is shown: never the operator's own face.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+from scipy.spatial import Delaunay
 
 from engine.face_contract import FaceOutput, check_frame
 from filters.face.animate import mesh_openness
-from filters.face.blend import composite, face_width, feathered_mask, mouth_cut_weight
+from filters.face.blend import composite, cut_mouth, face_width, feathered_region, mouth_cut_weight
 from filters.face.color import transfer_color
+from filters.face.face3d import canonical, fit_pose, point_facing, render, signed_areas
 from filters.face.fallback import FADE_S, HOLD_S, LostFacePolicy
+from filters.face.landmarks import N_MESH_POINTS, ClosesOnExit, FaceMesher, face_oval_indices, lips_inner_indices
+from filters.face.likeness import Likeness, from_photo
 from filters.face.occlusion import OccluderDetector
-from filters.face.reshape import ShapeTransfer
-from filters.face.landmarks import (N_MESH_POINTS, ClosesOnExit, FaceMesher, lips_inner_indices)
+from filters.face.persona_mesh import EXTRA_WARP_POINTS, persona_face, warp_point_subset
+from filters.face.reshape import ring
 from filters.face.smoothing import LandmarkSmoother
-from filters.face.persona_mesh import EXTRA_WARP_POINTS, opened_mouth, persona_face, warp_point_subset
-from filters.face.warp import triangulate, warp_face
+from filters.face.warp import warp_face
 
-# A persona face larger than this is scaled down once: the warp samples it with bilinear interpolation,
-# which aliases when shrinking a lot, and webcam faces are rarely wider than this.
-MAX_FACE_PX = 360
-# How far the operator's face proportions move toward the persona's (0 keeps the operator's geometry).
-# Measured on the demo persona: dlib distance to the persona 0.54 at 0, 0.39 at 0.5, 0.33 at 0.8.
-SHAPE_STRENGTH = 0.8
-# Head turn (see head_turn) up to which the persona's proportions are transferred in full, and from which
-# not at all. Those proportions are a frontal face's: on a turned head they push the far cheek out past
-# the operator's silhouette, over the background. About 10 and 40 degrees of yaw.
-TURN_FULL = 0.12
-TURN_NONE = 0.45
+# How far the face's 3-D shape moves from the operator's toward the persona's (0 keeps the operator's
+# geometry, 1 is hers): proportions carry much of what makes a face recognisable.
+SHAPE_STRENGTH = 1.0
 # Occluders are looked for over the face outline's box grown this much (the reshaping ring included).
 OCCLUSION_REACH = 1.5
+NEUTRAL_SECONDS = 4.0  # the operator's resting face follows over about this long
+WARM_FRAMES = 10  # over the first frames it follows quickly (the tracker's first meshes settle)
+WARM_RATE = 0.3
+BUSY_OPENNESS = 0.08  # a mouth this open (inner-lip gap over width) is talking: it hardly teaches the rest
+LIQUIFY_FACING = 0.15  # only outline points the camera sees this squarely steer the liquify
+UNFOLD_ROUNDS = 3
 
 
 class FaceSwapFilter(ClosesOnExit):
     """Replaces the operator's face with the persona's in each frame; owns its own tracking mesher.
 
-    One instance is driven by one worker thread at a time (the mesher keeps tracking state between frames).
+    `likeness` (the persona's texture and 3-D shape) is learnt from the photo unless given (a persona made
+    from a video brings its own). One instance is driven by one worker thread at a time.
     """
 
     def __init__(self, persona_photo: np.ndarray, *, hold_s: float = HOLD_S,
-                 shape_strength: float = SHAPE_STRENGTH, fade_s: float = FADE_S) -> None:
-        photo, points, oval, width = persona_face(persona_photo)
+                 shape_strength: float = SHAPE_STRENGTH, fade_s: float = FADE_S,
+                 likeness: Likeness | None = None) -> None:
+        photo, points, oval, _ = persona_face(persona_photo)
         self._policy = LostFacePolicy(photo, focus=tuple(points.mean(axis=0)), hold_s=hold_s, fade_s=fade_s)
-        scale = min(1.0, MAX_FACE_PX / width)
-        if scale < 1.0:
-            photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            points = points * np.float32(scale)
-        self._photo = photo
-        self._points = points.astype(np.float32)
-        self._subset = warp_point_subset(self._points, EXTRA_WARP_POINTS)
+        self._likeness = likeness if likeness is not None else from_photo(photo)
+        self._canon = canonical()
+        self._strength = float(shape_strength)
+        self._oval = np.array(face_oval_indices(), dtype=np.int32)
         self._mouth = np.array(lips_inner_indices(), dtype=np.int32)
-        self._triangles = triangulate(opened_mouth(self._points, self._mouth)[self._subset])
-        self._oval = oval
-        self._shape = ShapeTransfer(self._points, self._subset, oval, strength=shape_strength)
-        self._mesher = FaceMesher(still=False)
+        self._outline_set = warp_point_subset(self._canon.uv, EXTRA_WARP_POINTS)
+        self._neutral: np.ndarray | None = None
+        self._seen = 0
+        self._mesher = FaceMesher(still=False, depth=True)
         self._smoother = LandmarkSmoother()
         self._occluders = OccluderDetector()
+
+    @property
+    def likeness(self) -> Likeness:
+        return self._likeness
 
     def process(self, image: np.ndarray, t_capture: float) -> FaceOutput:
         """Convert one BGR frame captured at `t_capture` seconds; the input is not modified."""
@@ -76,10 +84,10 @@ class FaceSwapFilter(ClosesOnExit):
         out = None
         if found is not None:
             if self._policy.portrait_weight >= 1.0:
-                self._shape.reset()  # back after a long loss: perhaps someone else, relearn the neutral face
+                self._neutral = None  # back after a long loss: perhaps someone else, relearn the resting face
             operator = found[:N_MESH_POINTS]
-            smooth = self._smoother(operator, t_capture, face_width(operator[self._oval]))
-            out = self._convert(image, smooth)
+            smooth = self._smoother(operator, t_capture, face_width(operator[self._oval, :2]))
+            out = self._convert(image, smooth.astype(np.float64))
         if out is None:
             self._smoother.reset()
             held, source = self._policy.lost(size, t_capture)
@@ -87,32 +95,39 @@ class FaceSwapFilter(ClosesOnExit):
         shown = self._policy.converted(out, t_capture)
         return FaceOutput(shown.copy(), True, "converted")
 
+    def target(self, operator: np.ndarray) -> np.ndarray:
+        """The persona's face (468, 3) for the operator's mesh (468, 3): her shape, his expression and pose."""
+        pose = fit_pose(operator)
+        own = pose.undo(operator)
+        if self._neutral is None:
+            self._neutral, self._seen = own.copy(), 0
+        else:
+            self._seen += 1
+            rate = WARM_RATE if self._seen <= WARM_FRAMES else 1.0 / (NEUTRAL_SECONDS * 30.0)
+            if mesh_openness(own) > mesh_openness(self._neutral) + BUSY_OPENNESS:
+                rate *= 0.1
+            self._neutral += rate * (own - self._neutral)
+        shape = own + self._strength * (self._likeness.shape - self._neutral)
+        return pose.apply(shape)
+
     def _convert(self, image: np.ndarray, operator: np.ndarray) -> np.ndarray | None:
-        """The frame with the persona's face blended in, or None if the face lies outside the frame."""
-        sub = self._subset
+        """The frame with the persona's face drawn in, or None if the face lies outside the frame."""
+        shape = image.shape[:2]
         out = image.copy()
-        dst = operator
-        turned = float(np.clip((abs(head_turn(operator)) - TURN_FULL) / (TURN_NONE - TURN_FULL), 0.0, 1.0))
-        strength = self._shape.strength * (1.0 - turned)
-        if self._shape.strength > 0:
-            dst = self._shape.target(operator, strength, learn=turned == 0.0)
-        if strength > 0.01:
-            src_pts, dst_pts = self._shape.liquify_points(operator, dst)
-            moved, inside, (bx0, by0, bx1, by1) = warp_face(image, src_pts, dst_pts,
-                                                             self._shape.liquify_triangles, image.shape[:2])
-            if bx1 > bx0:
-                region = out[by0:by1, bx0:bx1]
-                np.copyto(region, moved, where=(inside > 0)[..., None])
-        patch, warped, box = warp_face(self._photo, self._points[sub], dst[sub], self._triangles,
-                                       image.shape[:2])
+        target = self.target(operator)
+        op2, dst2 = operator[:, :2], target[:, :2]
+        if self._strength > 0:
+            self._liquify(image, out, operator, target)
+        atlas = self._likeness.atlas
+        patch, drawn, box = render(atlas.texture, atlas.points, target, self._canon.triangles, shape)
         x0, y0, x1, y1 = box
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
-        openness = mesh_openness(dst)
-        alpha = feathered_mask(dst[self._oval], box, dst[self._mouth], mouth_cut_weight(openness))
-        alpha *= warped > 0  # never show warp pixels the mesh did not cover
-        obox = _grown_box(operator[self._oval], OCCLUSION_REACH, image.shape[:2])
-        occlusion = self._occluders(image, operator, obox)
+        size = face_width(dst2[self._oval])
+        alpha = feathered_region(drawn, size, shape, box)
+        cut_mouth(alpha, dst2[self._mouth], box, size, mouth_cut_weight(mesh_openness(dst2)))
+        obox = _grown_box(op2[self._oval], OCCLUSION_REACH, shape)
+        occlusion = self._occluders(image, op2.astype(np.float32), obox)
         roi = out[y0:y1, x0:x1]
         skin = alpha > 0.5
         if occlusion is not None:
@@ -127,18 +142,33 @@ class FaceSwapFilter(ClosesOnExit):
             composite(out, image[oy0:oy1, ox0:ox1], occlusion.mask, obox)
         return out
 
+    def _liquify(self, image: np.ndarray, out: np.ndarray, operator: np.ndarray, target: np.ndarray) -> None:
+        """Move the operator's own head outline (jaw, cheeks) to where hers is, in `out`, so none of his
+        face shows beside hers. Only points the camera sees steer it; a ring of anchors holds the rest."""
+        sub = self._outline_set
+        seen = sub[point_facing(operator)[sub] > LIQUIFY_FACING]
+        if len(seen) < 8:
+            return
+        anchors = ring(operator[:, :2].astype(np.float32), self._oval)
+        src = np.concatenate([operator[seen, :2], anchors]).astype(np.float32)
+        dst = np.concatenate([target[seen, :2], anchors]).astype(np.float32)
+        tris = Delaunay(src).simplices.astype(np.int32)
+        s_src = np.sign(signed_areas(src, tris))
+        for _ in range(UNFOLD_ROUNDS + 1):  # ease back the points of any triangle the move would fold
+            folded = np.sign(signed_areas(dst, tris)) != s_src
+            if not folded.any():
+                break
+            bad = np.unique(tris[folded])
+            dst[bad] = src[bad] + 0.5 * (dst[bad] - src[bad])
+        else:
+            return  # still folded: leave his outline as it is rather than tear it
+        moved, inside, (bx0, by0, bx1, by1) = warp_face(image, src, dst, tris, image.shape[:2])
+        if bx1 > bx0:
+            region = out[by0:by1, bx0:bx1]
+            np.copyto(region, moved, where=(inside > 0)[..., None])
+
     def close(self) -> None:
         self._mesher.close()
-
-
-def head_turn(points: np.ndarray) -> float:
-    """Signed left-right turn of the head from its 2-D mesh: 0 frontal, about +-0.3 at 30 degrees of yaw.
-
-    The nose tip's offset between the two sides of the face outline, relative to the face's width.
-    """
-    nose, right, left = points[4], points[234], points[454]
-    d_right, d_left = float(np.linalg.norm(nose - right)), float(np.linalg.norm(nose - left))
-    return (d_left - d_right) / max(d_left + d_right, 1e-6)
 
 
 def _grown_box(outline: np.ndarray, scale: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -161,3 +191,8 @@ def _crop(mask: np.ndarray, mask_box: tuple[int, int, int, int], box: tuple[int,
     if ix1 > ix0 and iy1 > iy0:
         out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = mask[iy0 - my0 : iy1 - my0, ix0 - mx0 : ix1 - mx0]
     return out
+
+
+def for_persona(persona, models_dir=None) -> FaceSwapFilter:
+    """The registry's constructor (filters/registry.py): the embedded swap of this persona's photo."""
+    return FaceSwapFilter(persona.photo)

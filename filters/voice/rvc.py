@@ -36,6 +36,7 @@ import numpy as np
 from scipy import signal
 
 from engine import models
+from engine.voice_contract import VoiceFilter
 from engine.errors import ModelError, PersonaError
 from filters.voice.gate import CLOSED_DB, VoiceGate
 from filters.voice.offline import convert_offline
@@ -325,3 +326,12 @@ class RvcConverter:
             out[:f] = out[:f] * self._fade_in + self._tail * self._fade_out
             self._tail = segment[offset + b:offset + b + f].copy()
         return out
+
+
+def for_persona(persona, rate: int, models_dir=None) -> VoiceFilter:
+    """The registry's constructor (filters/registry.py): the user's RVC models at the call's rate."""
+    from filters.voice.persona_voice import voice_profile
+    from filters.voice.stream import VoiceStream
+
+    profile = voice_profile(persona)
+    return VoiceStream(profile, rate, converter=RvcConverter(profile, models_dir=models_dir))

@@ -13,26 +13,16 @@ direction, and its output count is a closed-form function of the input count, so
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import numpy as np
 from scipy import signal
 
+from engine.voice_contract import VoiceFilter
 from filters.voice.profile import RATE, VoiceProfile
 from filters.voice.world_stream import WorldVoiceConverter, as_mono_float
 
 TRANSITION_HZ = 1000.0  # passband to 7 kHz, stopband from 8 kHz at the 16 kHz side
 ATTENUATION_DB = 60.0
-
-
-class Converter(Protocol):
-    """What VoiceStream wraps: 16 kHz in, as many samples out, constant delay."""
-
-    delay_samples: int
-
-    def process(self, samples: np.ndarray) -> np.ndarray: ...
-
-    def reset(self) -> None: ...
 
 
 class PolyphaseResampler:
@@ -81,9 +71,11 @@ class PolyphaseResampler:
 
 
 class VoiceStream:
-    """Persona voice conversion at `rate` Hz with the 16 kHz WORLD converter inside."""
+    """Persona voice conversion at `rate` Hz around a 16 kHz converter (WORLD unless another is given).
 
-    def __init__(self, profile: VoiceProfile | None, rate: int, *, converter: Converter | None = None,
+    It is itself a VoiceFilter (engine/voice_contract.py), at `rate`: the same contract at both levels."""
+
+    def __init__(self, profile: VoiceProfile | None, rate: int, *, converter: VoiceFilter | None = None,
                  **converter_options: float) -> None:
         """`converter` replaces the WORLD converter (tests pass a plain delay line to measure timing)."""
         if rate < 8000 or rate > 192000:
@@ -138,3 +130,9 @@ class VoiceStream:
         out, self._queue = self._queue[:len(x)], self._queue[len(x):]
         return out
 
+
+def world_for_persona(persona, rate: int, models_dir=None) -> VoiceStream:
+    """The registry's constructor (filters/registry.py): WORLD conversion toward the persona's profile."""
+    from filters.voice.persona_voice import voice_profile
+
+    return VoiceStream(voice_profile(persona), rate)

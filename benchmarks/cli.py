@@ -1,4 +1,9 @@
-"""`evercall bench`: measure the relay, the filters and the watermark on this machine; optionally gate on them."""
+"""`evercall bench` (also `python -m benchmarks`): measure the relay, the filters and the watermark on this
+machine; optionally gate on them.
+
+It lives with the benchmarks, above calls/ in the layers; `evercall bench` (calls/cli.py) starts it as
+`python -m benchmarks` with the same arguments, so the calls package never imports the benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -78,11 +83,10 @@ def headline(result: dict) -> list[str]:
     return lines
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add `evercall bench` to the CLI's subcommands."""
-    bench = subparsers.add_parser("bench", help="measure latency, frame rate and filter speed on this machine",
-                                  description=DESCRIPTION, epilog=EPILOG,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The bench command's arguments (shown by `evercall bench --help`)."""
+    bench = argparse.ArgumentParser(prog="evercall bench", description=DESCRIPTION, epilog=EPILOG,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("--quick", action="store_true",
                        help="CI size: 6 s per relay path, short face/watermark runs (about 1.5 minutes); "
                             "without it: 20 s per path, three comparison paths and the calls-per-machine scan "
@@ -95,5 +99,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     bench.add_argument("--gate", action="store_true",
                        help="check the ratios against the margins in benchmarks/gate.py; exit 1 if any is past "
                             "its margin (one FAIL line each)")
-    bench.set_defaults(func=handler)
     return bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    return handler(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
