@@ -1,0 +1,366 @@
+"""Provenance mark in the voice: the persona and call hashes, spread over the speech, found in 3 seconds.
+
+The payload and its coding are the video mark's (`make_payload`, salted CRC-32, K=7 convolutional code):
+one format for both, so one audit lookup names the call whatever was recorded.
+
+Scheme (why each part):
+- A keyed, periodic (1.52 s) noise template, band-limited to 150-7000 Hz so it survives resampling to
+  16 kHz and the speech codecs' wideband core. It is cut into 2 ms segments: most carry one coded bit each
+  (its sign), a keyed fifth are a pilot with no data, which is how the detector finds the template's phase
+  in a clip that starts anywhere. Every coded bit sits in three segments scattered over the period, so a
+  pause or a codec burst costs a few scattered soft bits, which the Viterbi decoder shrugs off.
+- Embedding shapes the template with the speech's own spectral envelope (an LPC fit per 10 ms block) and
+  sets it a fixed ratio below the block's level (the signal-to-mark ratio): the mark sits under the voice
+  where the voice masks it, and codecs, which spend their bits where the voice is, keep it. In silence it
+  drops to a faint flat floor. It needs no look-ahead, so it adds no delay.
+- Detection resamples to 16 kHz and whitens with the received sound's own LPC, which undoes the shaping
+  (the mark is white again) and turns the voice into a small white residual; each 10 ms is normalised
+  (gain changes do not matter) and clipped (pitch pulses do not dominate). Folding the clip onto the
+  template period and one FFT correlation with the pilot give the phase at 48 kHz precision; data segments
+  are then read at the best few phases.
+- A window counts as found only if the decoded payload passes the key-salted CRC-32 *and* the pilot peak
+  stands `MIN_SYNC_Z` robust standard deviations above the clip's other phases: the CRC alone gives
+  2**-32 per attempt, the pilot threshold keeps the tries (`SYNC_TRIES` per window) from being spent on noise.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import lfilter
+
+from engine.errors import MediaError
+from filters.watermark.coding import CODED_BITS, PAYLOAD_BYTES, check_info, conv_encode, crc_salt, info_bits, \
+    viterbi_decode
+from filters.watermark.detect import _NamesPayload
+from filters.watermark.embed import DEFAULT_KEY, make_payload
+
+DETECT_RATE = 16000
+SEGMENT = 32  # samples at 16 kHz per segment (2 ms)
+SEGMENTS = 760  # per period: 3 copies of each coded bit + pilot
+COPIES = 3
+PILOT_SEGMENTS = SEGMENTS - COPIES * CODED_BITS  # 148, about a fifth
+PERIOD = SEGMENT * SEGMENTS  # 24320 samples at 16 kHz = 1.52 s; a multiple of 640, so whole at 44.1/48 kHz
+BAND_HZ = (150.0, 7000.0)
+SMR_DB = 25.0  # speech level over mark level, per 10 ms block
+FLOOR_RMS = 10 ** (-66 / 20)  # the mark's level in silence (-66 dBFS)
+LPC_ORDER = 16
+WINDOW_S = 3.0  # detection window
+SYNC_TRIES = 3  # phases decoded per window
+MIN_SYNC_Z = 7.0  # pilot peak needed, in robust standard deviations (unmarked clips peak below ~5.5)
+CLIP = 2.5  # normalised residual clipped here
+
+
+@dataclass(frozen=True)
+class _Template:
+    """The key's template at 16 kHz and 48 kHz, and which segment carries which coded bit."""
+
+    pilot: np.ndarray  # (SEGMENTS,) bool
+    bit_of: np.ndarray  # (SEGMENTS,) coded-bit index of each data segment, -1 for pilot
+    chips: np.ndarray  # (PERIOD,) white chips at 16 kHz
+
+
+@functools.lru_cache(maxsize=4)
+def _template(key: bytes) -> _Template:
+    seed = int.from_bytes(key_digest(key, b"voice-template")[:8], "big")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(SEGMENTS)
+    pilot = np.zeros(SEGMENTS, bool)
+    pilot[order[:PILOT_SEGMENTS]] = True
+    bit_of = np.full(SEGMENTS, -1, np.int64)
+    bit_of[np.sort(order[PILOT_SEGMENTS:])] = rng.permutation(np.tile(np.arange(CODED_BITS), COPIES))
+    chips = rng.standard_normal(PERIOD)
+    return _Template(pilot, bit_of, chips)
+
+
+def key_digest(key: bytes, purpose: bytes) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(b"evercall-voice:" + purpose + b":" + key).digest()
+
+
+def _band_limited(x: np.ndarray, rate_out: int) -> np.ndarray:
+    """Periodic band-pass of a 16 kHz period, resampled exactly (in the FFT domain) to `rate_out`."""
+    spec = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1 / DETECT_RATE)
+    spec[(freqs < BAND_HZ[0]) | (freqs > BAND_HZ[1])] = 0
+    n_out = len(x) * rate_out // DETECT_RATE
+    out = np.fft.irfft(spec, n_out) * (n_out / len(x))
+    return out / np.sqrt(np.mean(out**2))
+
+
+def _segment_signs(t: _Template, codeword: np.ndarray | None) -> np.ndarray:
+    signs = np.ones(SEGMENTS)
+    if codeword is not None:
+        data = ~t.pilot
+        signs[data] = 1.0 - 2.0 * codeword[t.bit_of[data]]
+    return signs
+
+
+@functools.lru_cache(maxsize=8)
+def _mark_waveform(key: bytes, payload: bytes, rate: int) -> np.ndarray:
+    """One period of the marked template at `rate`, unit RMS (float32)."""
+    t = _template(key)
+    codeword = conv_encode(info_bits(payload, crc_salt(key)))
+    return _band_limited(t.chips * np.repeat(_segment_signs(t, codeword), SEGMENT), rate).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _references(key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(pilot, carrier) references at 16 kHz for the three 48 kHz phases: each (3, PERIOD)."""
+    t = _template(key)
+    pilot48 = _band_limited(t.chips * np.repeat(t.pilot.astype(float), SEGMENT), 3 * DETECT_RATE)
+    carrier48 = _band_limited(t.chips, 3 * DETECT_RATE)
+    return np.stack([pilot48[p::3] for p in range(3)]), np.stack([carrier48[p::3] for p in range(3)])
+
+
+# LPC helpers
+
+
+def _levinson(r: np.ndarray, order: int) -> np.ndarray:
+    """Prediction-error filter coefficients (batch, order+1) from autocorrelations (batch, >order)."""
+    r = np.atleast_2d(r)
+    a = np.zeros((r.shape[0], order + 1))
+    a[:, 0] = 1.0
+    err = r[:, 0].copy()
+    for i in range(1, order + 1):
+        acc = r[:, i] + np.einsum("bj,bj->b", a[:, 1:i], r[:, i - 1:0:-1])
+        k = -acc / err
+        a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1:0:-1]
+        a[:, i] = k
+        err = err * (1.0 - k * k)
+    return a
+
+
+_LAG_WINDOW = np.exp(-0.5 * (2 * np.pi * 60.0 * np.arange(LPC_ORDER + 1) / DETECT_RATE) ** 2)
+
+
+def _lpc(frames: np.ndarray, lag_window: np.ndarray) -> np.ndarray:
+    """LPC (batch, order+1) of windowed frames, lag-windowed and with a -40 dB noise floor for stability."""
+    n = frames.shape[-1]
+    spec = np.fft.rfft(frames, 2 * n)
+    r = np.fft.irfft(spec.real**2 + spec.imag**2)[..., : LPC_ORDER + 1] * lag_window
+    r[..., 0] = r[..., 0] * 1.0001 + 1e-12
+    return _levinson(r, LPC_ORDER)
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n: int) -> np.ndarray:
+    return np.hanning(n)
+
+
+class VoiceMarkEmbedder:
+    """Adds the mark to a stream of mono float blocks (any length, usually 10 ms), sample for sample, no delay."""
+
+    def __init__(self, payload: bytes, rate: int = 48000, key: bytes = DEFAULT_KEY, smr_db: float = SMR_DB) -> None:
+        if len(payload) != PAYLOAD_BYTES:
+            raise ValueError(f"payload must be {PAYLOAD_BYTES} bytes (see make_payload), got {len(payload)}")
+        if (PERIOD * rate) % DETECT_RATE:
+            raise ValueError(f"sample rate {rate} Hz is not supported by the voice mark: use 16, 32, 44.1 or 48 kHz")
+        self.payload, self.rate, self.key = bytes(payload), rate, bytes(key)
+        self._wave = _mark_waveform(self.key, self.payload, rate)
+        self._pos = 0
+        self._ratio = 10 ** (-smr_db / 20)
+        self._zi = np.zeros(LPC_ORDER)
+        self._gain = 0.0
+        self._prev = np.zeros(0, np.float32)
+        self._lag_window = np.exp(-0.5 * (2 * np.pi * 60.0 * np.arange(LPC_ORDER + 1) / rate) ** 2)
+
+    def _template_block(self, n: int) -> np.ndarray:
+        start, period = self._pos, len(self._wave)
+        self._pos = (start + n) % period
+        if start + n <= period:
+            return self._wave[start:start + n]
+        return self._wave[(start + np.arange(n)) % period]
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """The block with the mark added (float32, same length)."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        n = len(x)
+        if n == 0:
+            return x.copy()
+        m = self._template_block(n)
+        level = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        if level * self._ratio > FLOOR_RMS:
+            frame = np.concatenate([self._prev, x])[-2 * max(n, 240):]
+            a = _lpc(frame * _hann(len(frame)), self._lag_window)[0]
+            target = level * self._ratio
+        else:
+            a = np.zeros(LPC_ORDER + 1)
+            a[0] = 1.0
+            target = FLOOR_RMS
+        shaped, self._zi = lfilter([1.0], a, m, zi=self._zi)
+        shaped_rms = float(np.sqrt(np.mean(shaped**2))) + 1e-12
+        gain = target / shaped_rms
+        # Rising: ramp up over the block (no click). Falling: drop at once, so a mark never outlasts a word.
+        ramp = np.linspace(self._gain, gain, n, endpoint=False) if 0 < self._gain < gain else gain
+        self._gain = gain
+        self._prev = x[-n:]
+        return (x + ramp * shaped).astype(np.float32)
+
+    __call__ = process
+
+
+def _whitened(x: np.ndarray) -> np.ndarray:
+    """LPC residual per 10 ms (from a 20 ms window), normalised per 10 ms and clipped: (len(x),) float."""
+    hop = DETECT_RATE // 100
+    blocks = len(x) // hop
+    x = x[: blocks * hop].astype(np.float64)
+    if blocks == 0:
+        return np.zeros(0)
+    padded = np.concatenate([np.zeros(hop // 2), x, np.zeros(hop // 2 + hop)])
+    frames = sliding_window_view(padded, 2 * hop)[::hop][:blocks]
+    a = _lpc(frames * _hann(2 * hop), _LAG_WINDOW)  # (blocks, order+1)
+    lagged = sliding_window_view(np.concatenate([np.zeros(LPC_ORDER), x]), LPC_ORDER + 1)[:, ::-1]
+    e = np.einsum("bhk,bk->bh", lagged.reshape(blocks, hop, LPC_ORDER + 1), a)
+    rms = np.sqrt(np.mean(e**2, axis=1, keepdims=True))
+    floor = max(float(np.median(rms)) * 1e-3, 1e-9)
+    return np.clip(e / np.maximum(rms, floor), -CLIP, CLIP).reshape(-1)
+
+
+@dataclass(frozen=True)
+class AudioWindowResult(_NamesPayload):
+    """Outcome for one window of audio. `sync_z` is the pilot peak in robust standard deviations."""
+
+    start_s: float
+    seconds: float
+    found: bool
+    payload: bytes | None
+    sync_z: float
+    score: float
+
+
+class VoiceMarkDetector:
+    """Finds the mark in mono 16 kHz audio."""
+
+    def __init__(self, key: bytes = DEFAULT_KEY, min_sync_z: float = MIN_SYNC_Z) -> None:
+        self.key = bytes(key)
+        self._salt = crc_salt(self.key)
+        self._t = _template(self.key)
+        self.min_sync_z = min_sync_z
+        pilot, carrier = _references(self.key)
+        self._pilot_f = np.conj(np.fft.rfft(pilot, axis=1))
+        self._carrier = carrier
+        self._data = ~self._t.pilot
+
+    def detect(self, x16: np.ndarray, start_s: float = 0.0) -> AudioWindowResult:
+        """Look for the mark in `x16` (mono, 16 kHz); one result for the whole clip."""
+        w = _whitened(np.asarray(x16))
+        return self.decide(self.fold(w), start_s, len(x16) / DETECT_RATE)
+
+    @staticmethod
+    def fold(whitened: np.ndarray, offset: int = 0) -> np.ndarray:
+        """The whitened clip summed onto one template period; `offset` is its first sample's index in a
+        longer recording, so the folds of consecutive clips add up to the fold of the whole."""
+        index = (offset + np.arange(len(whitened))) % PERIOD
+        return np.bincount(index, weights=whitened, minlength=PERIOD)
+
+    def decide(self, fold: np.ndarray, start_s: float, seconds: float) -> AudioWindowResult:
+        """Find the template's phase from the pilot, then decode the best few phases until one checks out."""
+        if seconds * DETECT_RATE < PERIOD // 2 or not fold.any():
+            return AudioWindowResult(start_s, seconds, False, None, 0.0, 0.0)
+        xc = np.fft.irfft(np.fft.rfft(fold)[None, :] * self._pilot_f, PERIOD, axis=1)  # (3 phases, PERIOD)
+        med = np.median(xc)
+        z = (xc - med) / (1.4826 * np.median(np.abs(xc - med)) + 1e-12)
+        tried: list[int] = []
+        for index in np.argsort(z, axis=None)[::-1]:
+            phase, lag = divmod(int(index), PERIOD)
+            if any(min(abs(lag - t), PERIOD - abs(lag - t)) <= 2 for t in tried):
+                continue  # a neighbour of a phase already decoded
+            tried.append(lag)
+            payload, score = self._decode(np.roll(fold, -lag), phase)
+            if payload is not None and z[phase, lag] >= self.min_sync_z:
+                return AudioWindowResult(start_s, seconds, True, payload, float(z[phase, lag]), score)
+            if len(tried) >= SYNC_TRIES:
+                break
+        return AudioWindowResult(start_s, seconds, False, None, float(z.max()), 0.0)
+
+    def _decode(self, aligned: np.ndarray, phase: int) -> tuple[bytes | None, float]:
+        per_segment = (aligned * self._carrier[phase]).reshape(SEGMENTS, SEGMENT).sum(axis=1)
+        soft = np.bincount(self._t.bit_of[self._data], weights=per_segment[self._data], minlength=CODED_BITS)
+        soft = soft / (np.std(soft) + 1e-12)
+        bits = viterbi_decode(soft)
+        payload = check_info(bits, self._salt)
+        score = float(soft @ (1.0 - 2.0 * conv_encode(bits))) / float(np.abs(soft).sum() + 1e-12)
+        return payload, score
+
+
+@dataclass(frozen=True)
+class AudioVerifyReport(_NamesPayload):
+    """What a sound track proves: whether it carries the voice mark, and for which persona and call."""
+
+    path: str
+    seconds: float
+    windows: list[AudioWindowResult] = field(repr=False)
+    whole: AudioWindowResult  # the whole track folded together: catches a mark too faint for any window
+    found: bool
+    payload: bytes | None
+    fraction_found: float
+
+    def matches(self, persona_id: str, call_id: str) -> bool:
+        """Whether the mark names this persona and call (see `make_payload`)."""
+        return self.payload == make_payload(persona_id, call_id)
+
+
+def voice_provenance_mark(persona_id: str, call_id: str, rate: int):
+    """The streaming voice mark for one call: a block -> marked block callable (same length, no delay)."""
+    return VoiceMarkEmbedder(make_payload(persona_id, call_id), rate).process
+
+
+def mark_track(samples: np.ndarray, persona_id: str, call_id: str, rate: int) -> np.ndarray:
+    """A whole sound track marked exactly as a call's voice is, 10 ms at a time (for renders)."""
+    mark = voice_provenance_mark(persona_id, call_id, rate)
+    block = rate // 100
+    x = np.asarray(samples, np.float32).reshape(-1)
+    return np.concatenate([mark(x[i:i + block]) for i in range(0, len(x), block)]) if len(x) else x.copy()
+
+
+def _scan(x16: np.ndarray, detector: VoiceMarkDetector) -> tuple[list[AudioWindowResult], AudioWindowResult]:
+    """Results per 3 s window (a tail shorter than one template period is left to the whole) and for the
+    whole clip, whose fold is the sum of the windows' folds (so a long file is whitened once, in pieces)."""
+    size = int(WINDOW_S * DETECT_RATE)
+    windows: list[AudioWindowResult] = []
+    total = np.zeros(PERIOD)
+    for start in range(0, len(x16), size):
+        piece = x16[start:start + size]
+        fold = detector.fold(_whitened(piece), start)
+        total += fold
+        if len(piece) >= PERIOD:
+            windows.append(detector.decide(fold, start / DETECT_RATE, len(piece) / DETECT_RATE))
+    return windows, detector.decide(total, 0.0, len(x16) / DETECT_RATE)
+
+
+def detect_audio(samples: np.ndarray, rate: int, key: bytes = DEFAULT_KEY) -> list[AudioWindowResult]:
+    """Per 3-second window of mono `samples` at `rate`: whether the mark is there and what it carries."""
+    from engine.audio_io import resample
+
+    return _scan(resample(np.asarray(samples, np.float32), rate, DETECT_RATE), VoiceMarkDetector(key))[0]
+
+
+def verify_audio(path: str | Path, key: bytes = DEFAULT_KEY) -> AudioVerifyReport:
+    """Read a file's sound (WAV, MP3, OGG, M4A, or a video's track) and report the voice mark."""
+    from engine.audio_io import read_audio, resample
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"No file at {path}: check the path.")
+    samples, rate = read_audio(path)
+    x16 = resample(samples, rate, DETECT_RATE)
+    windows, whole = _scan(x16, VoiceMarkDetector(key))
+    found_payloads = [w.payload for w in windows if w.found]
+    # Windows of a spliced recording may carry different payloads: report the most common one.
+    payload = Counter(found_payloads).most_common(1)[0][0] if found_payloads else whole.payload
+    return AudioVerifyReport(
+        path=str(path),
+        seconds=len(x16) / DETECT_RATE,
+        windows=windows,
+        whole=whole,
+        found=payload is not None,
+        payload=payload,
+        fraction_found=len(found_payloads) / len(windows) if windows else 0.0,
+    )
