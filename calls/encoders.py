@@ -40,15 +40,22 @@ class SendTuning:
 
     opus_frame_ms: length of one Opus packet (10 or 20 ms); the audio track sends frames of this length.
     video_kbps: starting and highest video bitrate (None: aiortc's own, 500 kbit/s for VP8).
+    opus_fec_loss_pct: expected packet loss (%) for Opus in-band FEC; 0 (default) keeps the low-delay
+      CELT-only mode, which cannot carry FEC. Above 0 each packet also carries a coarse copy of the one
+      before (Opus "voip" mode, 4 ms more lookahead, 48 kbit/s), so a lone lost packet is rebuilt by
+      the far end's decoder instead of concealed: what a lossy home Wi-Fi or 4G path needs.
     """
 
     opus_frame_ms: int = 10
     video_kbps: Optional[int] = None
+    opus_fec_loss_pct: int = 0
 
     def __post_init__(self) -> None:
         if self.opus_frame_ms not in OPUS_FRAME_MS:
             raise ValueError(f"Opus frames must be {' or '.join(map(str, OPUS_FRAME_MS))} ms, "
                              f"not {self.opus_frame_ms}")
+        if not 0 <= self.opus_fec_loss_pct <= 50:
+            raise ValueError(f"expected Opus packet loss must be 0-50 %, not {self.opus_fec_loss_pct}")
         if self.video_kbps is not None and not 50 <= self.video_kbps <= 20000:
             raise ValueError(f"video bitrate must be 50-20000 kbit/s, not {self.video_kbps}")
 
@@ -60,10 +67,15 @@ class SendTuning:
 class LowDelayOpusEncoder(OpusEncoder):
     """aiortc's Opus encoder with a chosen frame length and Opus's low-delay mode."""
 
-    def __init__(self, frame_ms: int = 10) -> None:
+    def __init__(self, frame_ms: int = 10, fec_loss_pct: int = 0) -> None:
         super().__init__()
         # Options are read when the codec opens, at the first encode, so they can still change here.
         self.codec.options = {"application": "lowdelay", "frame_duration": str(frame_ms)}
+        if fec_loss_pct > 0:  # in-band FEC lives in Opus's SILK layer, which "lowdelay" leaves out
+            self.codec.options = {"application": "voip", "frame_duration": str(frame_ms), "fec": "1",
+                                  "packet_loss": str(fec_loss_pct)}
+            self.codec.bit_rate = 48000
+        self.fec_loss_pct = fec_loss_pct
         self.resampler = AudioResampler(format="s16", layout="stereo", rate=SAMPLE_RATE,
                                         frame_size=SAMPLE_RATE * frame_ms // 1000)
         self.frame_ms = frame_ms
@@ -104,7 +116,7 @@ def _get_encoder(codec):
     tuning = _patch.settings_or(SendTuning())
     mime = codec.mimeType.lower()
     if mime == "audio/opus":
-        return LowDelayOpusEncoder(tuning.opus_frame_ms)
+        return LowDelayOpusEncoder(tuning.opus_frame_ms, tuning.opus_fec_loss_pct)
     if tuning.video_kbps is not None and mime in ("video/vp8", "video/h264"):
         cls = CappedVp8Encoder if mime == "video/vp8" else CappedH264Encoder
         return cls(tuning.video_kbps * 1000)

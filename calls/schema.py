@@ -154,7 +154,7 @@ def farend_report(data: Any) -> dict:
         report["connectionState"] = state
     if "at" in data:
         report["at"] = _number(data["at"], "at")
-    for key in ("video", "audio"):
+    for key in ("video", "audio", "network", "screen"):  # network, screen: the far end's path and screen
         if key in data:
             report[key] = _figures(data[key], key)
     if "sent" in data:

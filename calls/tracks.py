@@ -38,9 +38,12 @@ class PersonaVideoTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(self, source: LatestSlot[VideoFrame], on_sent=None, size: tuple[int, int] | None = None,
-                 max_fps: float | None = None) -> None:
+                 max_fps: float | None = None, reframe=None) -> None:
         super().__init__()
         self._source = source
+        # reframe(image, t_capture) -> image: the far end's framing (calls/framing.py), run off the event loop
+        # instead of the plain resize; it returns the picture as it is until the far end says its shape.
+        self._reframe = reframe
         self._on_sent = on_sent  # called with each fresh frame's capture time (A/V delay measurement)
         self._size = size
         self._min_gap = 0.0 if not max_fps else 0.9 / max_fps  # 10% slack: camera clocks wobble
@@ -76,7 +79,9 @@ class PersonaVideoTrack(MediaStreamTrack):
         pts = max(int((stamp - self._t0) * VIDEO_CLOCK), self._last_pts + 1)
         self._last_pts = pts
         image = item.image
-        if self._size is not None and image.shape[1::-1] != self._size:
+        if self._reframe is not None:
+            image = await asyncio.to_thread(self._reframe, image, item.t_capture)
+        elif self._size is not None and image.shape[1::-1] != self._size:
             shrinking = self._size[0] < image.shape[1]
             image = await asyncio.to_thread(cv2.resize, image, self._size,  # off the event loop
                                             interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

@@ -1,0 +1,165 @@
+"""The far end's network: how good her path is, what the encoder may send over it, and an impaired path.
+
+Three small jobs, each needed because a grandmother's home Wi-Fi or 4G is not the operator's LAN:
+- `link_figures(report)`: the far-end page's own stats (loss, round trip, frames a second, kbit/s) turned
+  into a few figures and one verdict, "her connection is weak", for the operator page;
+- `video_bitrate(pc)`: the bitrate aiortc's video encoder is aiming at now (receiver reports move it), so
+  the framing can send fewer pixels on a thin path instead of a picture that freezes;
+- `Impairment` / `impaired_paths()`: loss, delay, a rate limit and outages applied in user space to every
+  UDP datagram aioice sends or receives (this machine's kernel has no `netem`). Tests and the benchmark
+  put the relay's side of a call behind it; a browser far end then sees a real lossy, slow path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import aioice.ice
+
+# What makes a link "weak" for a video call (any one of them): a picture that stutters or freezes, voice
+# that is being patched up, or a delay that makes conversation awkward.
+WEAK_LOSS_PCT = 3.0
+WEAK_RTT_MS = 400.0
+WEAK_FPS = 15.0
+WEAK_KBPS = 250.0
+
+
+def _num(value: Any) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def link_figures(report: Optional[dict]) -> Optional[dict]:
+    """The far end's path in a few figures and a verdict, from the page's latest report (None: no report).
+
+    The page reports `network` = {lossPct, rttMs, kbpsIn, fps, reconnects} (see calls/static/join.js).
+    """
+    if not isinstance(report, dict) or not isinstance(report.get("network"), dict):
+        return None
+    net = report["network"]
+    loss, rtt, kbps, fps = (_num(net.get(k)) for k in ("lossPct", "rttMs", "kbpsIn", "fps"))
+    reasons = []
+    if loss is not None and loss >= WEAK_LOSS_PCT:
+        reasons.append(f"{loss:.1f}% of packets lost")
+    if rtt is not None and rtt >= WEAK_RTT_MS:
+        reasons.append(f"{rtt:.0f} ms round trip")
+    if fps is not None and fps < WEAK_FPS and report.get("connectionState") == "connected":
+        reasons.append(f"{fps:.0f} frames a second")
+    if kbps is not None and kbps < WEAK_KBPS and report.get("connectionState") == "connected":
+        reasons.append(f"{kbps:.0f} kbit/s")
+    if report.get("connectionState") not in (None, "connected"):
+        reasons.append(f"connection {report.get('connectionState')}")
+    return {"weak": bool(reasons), "why": ", ".join(reasons), "loss_pct": loss, "rtt_ms": rtt,
+            "kbps_in": kbps, "fps": fps, "reconnects": _num(net.get("reconnects"))}
+
+
+def video_bitrate(pc: Any) -> Optional[int]:
+    """The video encoder's current target bitrate (bit/s) on peer connection `pc`, or None before it exists.
+
+    aiortc keeps the encoder private to the sender and moves its `target_bitrate` on each REMB the far end
+    sends; reading it is the only way to know what the path allows. Any change in aiortc gives None.
+    """
+    for sender in getattr(pc, "getSenders", lambda: [])():
+        track = getattr(sender, "track", None)
+        if track is None or track.kind != "video":
+            continue
+        encoder = getattr(sender, "_RTCRtpSender__encoder", None)
+        bitrate = getattr(encoder, "target_bitrate", None)
+        return int(bitrate) if isinstance(bitrate, (int, float)) else None
+    return None
+
+
+# -- an impaired path, in user space ------------------------------------------------------------------
+
+@dataclass
+class Impairment:
+    """What every datagram of the impaired connections goes through, in each direction separately.
+
+    loss: share of datagrams dropped at random; delay_s: one-way delay (round trip is twice this);
+    rate_bps: bottleneck rate (None: unlimited) with a drop-tail queue of `queue_s` seconds;
+    down: drop everything (an outage), set and cleared by the caller.
+    """
+
+    loss: float = 0.0
+    delay_s: float = 0.0
+    rate_bps: Optional[float] = None
+    queue_s: float = 0.2
+    down: bool = False
+    seed: int = 1
+    counts: dict = field(default_factory=lambda: {"passed": 0, "lost": 0, "queue_full": 0, "outage": 0})
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._busy_until = {"in": 0.0, "out": 0.0}
+
+    def schedule(self, direction: str, size: int, deliver, *args: Any) -> None:
+        """Call `deliver(*args)` when a datagram of `size` bytes would arrive, or never if it is dropped."""
+        if self.down:
+            self.counts["outage"] += 1
+            return
+        if self.loss and self._rng.random() < self.loss:
+            self.counts["lost"] += 1
+            return
+        loop = asyncio.get_event_loop()
+        now = loop.time()
+        leaves = now
+        if self.rate_bps:
+            start = max(now, self._busy_until[direction])
+            if start - now > self.queue_s:
+                self.counts["queue_full"] += 1
+                return
+            leaves = start + size * 8 / self.rate_bps
+            self._busy_until[direction] = leaves
+        self.counts["passed"] += 1
+        when = leaves + self.delay_s
+        if when <= now:
+            deliver(*args)
+        else:
+            loop.call_at(when, deliver, *args)
+
+
+class _ImpairedTransport:
+    """A datagram transport whose `sendto` goes through an `Impairment` first; the rest is the real one's."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, impairment: Impairment) -> None:
+        self._transport = transport
+        self._impairment = impairment
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self._impairment.schedule("out", len(data), self._send_now, data, addr)
+
+    def _send_now(self, data: bytes, addr: Any) -> None:
+        if not self._transport.is_closing():
+            self._transport.sendto(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+@contextlib.contextmanager
+def impaired_paths(impairment: Impairment) -> Iterator[Impairment]:
+    """While the block lasts, ICE connections created in it send and receive through `impairment`.
+
+    It wraps aioice's datagram protocol (the socket under every aiortc peer connection): outgoing datagrams
+    pass `impairment` on the way out, incoming ones on the way in. Only this process's aiortc side is
+    impaired, so put a browser (not a second aiortc peer in the same process) at the other end.
+    """
+    protocol = aioice.ice.StunProtocol
+    made, received = protocol.connection_made, protocol.datagram_received
+
+    def connection_made(self, transport) -> None:
+        made(self, transport)
+        self.transport = _ImpairedTransport(self.transport, impairment)
+
+    def datagram_received(self, data, addr) -> None:
+        impairment.schedule("in", len(data), received, self, data, addr)
+
+    protocol.connection_made, protocol.datagram_received = connection_made, datagram_received
+    try:
+        yield impairment
+    finally:
+        protocol.connection_made, protocol.datagram_received = made, received
