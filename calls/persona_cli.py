@@ -7,11 +7,15 @@ and raises EvercallError subclasses, which the main CLI prints as one line.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
-from engine.consent import USES, ConsentRecord, parse_scope, sha256_file
+from engine.consent import USES, ConsentRecord, KinConsent, parse_kin, parse_scope, person_key, sha256_file
 from engine.errors import ConsentError, PersonaError
 from engine.store import PersonaStore
 
@@ -37,7 +41,16 @@ consent of the next of kin:
   --scope          what the consent allows: 'call' (live video calls), 'render' (offline videos),
                    or both (default: call,render)
   --expires        the day the consent ends (YYYY-MM-DD, UTC); from that day the persona is refused.
-Consent can be revoked at any time with `evercall persona revoke`; the persona is then refused.
+  --kin            every other next of kin, as "Full Name, relationship" (repeat it). Each of them
+                   gives or withholds consent with their own document:
+                     evercall persona consent NAME --by "Full Name" --evidence FILE [--withhold]
+                   The persona can be used only when every recorded next of kin has consented;
+                   `persona show` lists who is missing.
+  --full-name, --born   the person's full name and birth year: a persona whose name or full name
+                   (and birth year, when both are known) matches a standing objection is refused
+                   (see `evercall objection --help`).
+Consent can be revoked at any time with `evercall persona revoke` (by any next of kin who consented:
+--by "Full Name"); the persona is then refused.
 """
 
 
@@ -52,19 +65,88 @@ def _expires(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: write it as YYYY-MM-DD") from exc
 
 
+def _kin(args: argparse.Namespace) -> tuple[str, list[KinConsent]]:
+    """(relationship of --consent-by, every --kin entry as a pending KinConsent)."""
+    kin = [KinConsent(*parse_kin(text)) for text in args.kin or []]
+    relationship = args.relationship
+    if not relationship:
+        same = [entry for entry in kin if entry.key == person_key(args.consent_by or "")]
+        if not same:
+            raise ConsentError("give --relationship: the relationship of the person who consented to the person "
+                               "(e.g. daughter), or list them with --kin \"Full Name, relationship\"")
+        relationship = same[0].relationship
+    return relationship, kin
+
+
 def cmd_create(args: argparse.Namespace) -> int:
     evidence = Path(args.evidence)
     if not evidence.is_file():
         raise ConsentError(f"consent evidence {evidence} not found: give the signed consent document")
-    consent = ConsentRecord(consented_by=args.consent_by, relationship=args.relationship,
+    relationship, kin = _kin(args)
+    consent = ConsentRecord(consented_by=args.consent_by, relationship=relationship,
                             evidence_sha256=sha256_file(evidence), scope=parse_scope(args.scope),
-                            expires=args.expires, evidence_name=evidence.name)
+                            expires=args.expires, evidence_name=evidence.name, kin=tuple(kin),
+                            full_name=args.full_name or "", born=args.born)
     from filters.factory import derive
 
     print("checking the photo and learning the voice (a few seconds)...", flush=True)
     persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence, derive=derive)
     print(f"created persona '{args.name.strip()}' (id {persona_id}); consent by {consent.consented_by} "
           f"({consent.relationship}) for {', '.join(sorted(consent.scope))}")
+    missing = [entry.who for entry in consent.missing()]
+    if missing:
+        print(f"it can be used once these next of kin consent too: {', '.join(missing)} "
+              f"(`evercall persona consent \"{args.name.strip()}\" --by \"Full Name\" --evidence FILE`)")
+    return 0
+
+
+def cmd_consent(args: argparse.Namespace) -> int:
+    consent = _store(args).decide(args.name, args.by, args.evidence, withhold=args.withhold)
+    verb = "withheld consent to" if args.withhold else "consented to"
+    print(f"recorded: {args.by.strip()} {verb} persona '{args.name}'; consent is now {consent.status()}")
+    return 0
+
+
+def _edit(initial: str) -> str:
+    """Open $VISUAL/$EDITOR on a temp file in a private folder; the folder is removed afterwards."""
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    folder = Path(tempfile.mkdtemp(prefix="evercall-notes-"))  # mkdtemp makes it 0700
+    try:
+        path = folder / "notes.txt"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(initial)
+        try:
+            code = subprocess.call([*editor.split(), str(path)])
+        except OSError as exc:
+            raise PersonaError(f"cannot start the editor {editor!r} ({exc.strerror}): set EDITOR, or use "
+                               "--from FILE") from exc
+        if code != 0:
+            raise PersonaError(f"the editor {editor!r} exited with code {code}: the notes were not changed")
+        return path.read_text(encoding="utf-8")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def cmd_notes(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.source:
+        try:
+            text = Path(args.source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PersonaError(f"cannot read notes from {args.source} ({exc}): give a UTF-8 text file") from exc
+    elif args.edit:
+        text = _edit(store.notes(args.name))
+    elif args.clear:
+        text = ""
+    else:
+        notes = store.notes(args.name)
+        print(notes if notes else f"no notes for persona '{args.name}' (add them with --edit or --from FILE)")
+        return 0
+    store.set_notes(args.name, text)
+    print(f"notes of persona '{args.name}' saved ({len(text.strip())} characters, encrypted); the operator page "
+          "shows them during a call, the far end never receives them" if text.strip()
+          else f"notes of persona '{args.name}' removed")
     return 0
 
 
@@ -84,11 +166,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     lines = [f"name:          {info['name']}", f"id:            {info['id']}",
              f"created:       {info['created_at']}", f"consent:       {info['status']}",
              f"consented by:  {consent['consented_by']} ({consent['relationship']})",
+             *(f"next of kin:   {KinConsent.from_dict(entry).describe()}" for entry in consent["kin"]),
              f"recorded:      {consent['recorded_at']}", f"scope:         {', '.join(consent['scope'])}",
              f"expires:       {consent['expires'] or 'never'}",
              f"evidence:      {consent['evidence_name']} sha256 {consent['evidence_sha256']}"]
+    missing = [KinConsent.from_dict(e).who for e in consent["kin"] if e["state"] in ("pending", "withheld")]
+    if missing:
+        lines.append(f"missing:       consent of {', '.join(missing)}")
+    if consent.get("full_name") or consent.get("born"):
+        lines.append(f"person:        {consent.get('full_name') or info['name']}"
+                     + (f", born {consent['born']}" if consent.get("born") else ""))
     if consent["revoked_at"]:
         lines.append(f"revoked:       {consent['revoked_at']} {consent['revoked_reason'] or ''}".rstrip())
+    lines.append(f"notes:         {'yes (see `persona notes NAME`)' if info.get('has_notes') else 'none'}")
     lines.append(f"derived data:  {', '.join(info['derived']) or 'none'}")
     lines.append(f"stored:        {info['stored_bytes']} bytes, encrypted")
     print("\n".join(lines))
@@ -96,7 +186,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    consent = _store(args).revoke(args.name, args.reason)
+    consent = _store(args).revoke(args.name, args.reason, by=args.by)
     print(f"consent for '{args.name}' revoked on {consent.revoked_at[:10]}; it can no longer be used. "
           f"Remove its data with `evercall persona delete {args.name}`")
     return 0
@@ -116,10 +206,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    log = _store(args).audit  # the store only names its files here: nothing is unlocked or read
-    result = log.verify()
+    store = _store(args)
+    log = store.audit
+    if (store.home / "vault.json").exists():
+        store._unlock()  # the seals are checked with the passphrase's key: no passphrase, one-line error
+    result = log.verify(expect_records=bool(store._bundles()))
     if result.ok:
-        print(f"audit log {log.path}: {result.records} records, chain intact")
+        print(f"audit log {log.path}: {result.records} records, chain and seals intact")
         return 0
     print(f"audit log {log.path}: {len(result.problems)} problem(s) in {result.records} records")
     for problem in result.problems:
@@ -146,7 +239,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--voice", required=True,
                         help="a recording of the person speaking (WAV, FLAC, MP3...; 15-90 s is best)")
     create.add_argument("--consent-by", required=True, help="full name of the next of kin who consented")
-    create.add_argument("--relationship", required=True, help="their relationship to the person")
+    create.add_argument("--relationship", help="their relationship to the person (may come from --kin)")
+    create.add_argument("--kin", action="append", metavar="\"NAME, RELATIONSHIP\"",
+                        help="another next of kin whose consent is needed too (repeatable)")
+    create.add_argument("--full-name", help="the person's full name, if the persona's name is not it")
+    create.add_argument("--born", type=int, metavar="YEAR", help="the person's birth year")
     create.add_argument("--evidence", required=True, metavar="FILE", help="the consent document (see above)")
     create.add_argument("--scope", default=",".join(sorted(USES)),
                         help="allowed uses, comma-separated: call, render (default: call,render)")
@@ -168,7 +265,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             formatter_class=raw)
     revoke.add_argument("name", metavar="NAME", help="persona name or id")
     revoke.add_argument("--reason", help="why consent was withdrawn (kept in the record and audit log)")
+    revoke.add_argument("--by", metavar="NAME", help="the next of kin who takes their consent back")
     revoke.set_defaults(func=cmd_revoke)
+
+    consent = sub.add_parser("consent", help="record one next of kin's consent (or refusal) with their document",
+                             description="Record that a next of kin named with --kin at creation consents "
+                             "(or, with --withhold, refuses). The persona can be used only when every recorded "
+                             "next of kin has consented.\n\n" + STORE_HELP, formatter_class=raw)
+    consent.add_argument("name", metavar="NAME", help="persona name or id")
+    consent.add_argument("--by", required=True, metavar="\"FULL NAME\"", help="the next of kin, as recorded")
+    consent.add_argument("--evidence", required=True, metavar="FILE",
+                         help="their own signed document (its SHA-256 is kept)")
+    consent.add_argument("--withhold", action="store_true", help="record a refusal instead of a consent")
+    consent.set_defaults(func=cmd_consent)
+
+    notes = sub.add_parser("notes", help="the operator's private notes on a persona (shown only to the operator)",
+                           description="Notes that help the operator stay in character: the family's names, the "
+                           "phrases the person always used, topics to avoid. Kept encrypted in the persona's "
+                           "bundle and shown beside the picture on the operator page during a call (filter box; "
+                           "press n to hide or show); never sent to the far end. Without an option, prints them."
+                           "\n\n" + STORE_HELP, formatter_class=raw)
+    notes.add_argument("name", metavar="NAME", help="persona name or id")
+    how = notes.add_mutually_exclusive_group()
+    how.add_argument("--edit", action="store_true", help="edit them in $EDITOR (a private temp file, removed after)")
+    how.add_argument("--from", dest="source", metavar="FILE", help="replace them with this UTF-8 text file")
+    how.add_argument("--clear", action="store_true", help="remove them")
+    notes.set_defaults(func=cmd_notes)
 
     delete = sub.add_parser("delete", help="delete a persona and all its data",
                             description="Remove photo, voice, consent and derived data for good. A damaged "
@@ -178,7 +300,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(func=cmd_delete)
 
-    for leaf in (create, listing, show, revoke, delete):
+    for leaf in (create, listing, show, revoke, delete, consent, notes):
         _add_home(leaf)
 
     audit = subparsers.add_parser("audit", help="check the audit log",
@@ -191,3 +313,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   "(exit code 1 if any)")
     _add_home(verify)
     verify.set_defaults(func=cmd_audit_verify)
+
+    from calls import objection_cli
+
+    objection_cli.register(subparsers)

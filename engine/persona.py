@@ -37,6 +37,7 @@ class Persona:
     source: Path | None = None
     consent: Any = None
     derived: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""  # the operator's private notes (from the store): shown to the operator, never sent
 
 
 def read_photo(path: str | Path) -> np.ndarray:

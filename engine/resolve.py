@@ -42,6 +42,9 @@ def open_persona(spec: str | Path, use: str) -> Persona:
     if folder.is_dir():
         consent = folder_consent(folder, folder.name)
         consent.check(use)
+        from engine.objections import ObjectionRegister
+
+        ObjectionRegister().check(consent.names, consent.born, f"persona '{folder.name}'")
         persona = load_persona_dir(folder)
         persona.consent = consent
         return persona

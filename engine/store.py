@@ -33,6 +33,7 @@ from engine.audit import AuditLog
 from engine.home import default_home
 from engine.consent import ConsentRecord, sha256_file, utc_now
 from engine.errors import ConsentError, PersonaError
+from engine.objections import ObjectionRegister
 from engine.persona import VOICE_RATE, Persona, read_photo, read_voice
 from engine.vault import Vault, VaultError, fsync_dir
 
@@ -41,6 +42,7 @@ FORMAT = 1
 MAX_NAME = 64
 _DERIVED_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _STAGING = ".incomplete-"
+MAX_NOTES = 64_000  # characters of operator notes: a few pages, never a document store
 _DELETING = ".deleting-"
 
 Derive = Callable[[Persona], dict[str, bytes]]
@@ -76,6 +78,7 @@ class PersonaStore:
         self.audit = AuditLog(self.home / "audit.log")
         self._passphrase = passphrase
         self._vault: Vault | None = None
+        self.objections = ObjectionRegister(self.home, self._unlock, self.audit)
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -169,7 +172,8 @@ class PersonaStore:
                                "differs): give the document the consent was recorded with")
         consent = ConsentRecord.from_dict({**consent.to_dict(), "persona": name,
                                            "evidence_name": consent.evidence_name or evidence_path.name})
-        consent.check(next(iter(sorted(consent.scope))))  # refuse consent that is already revoked or expired
+        consent.check_active()  # refuse consent that is already revoked or expired (kin may still answer)
+        self.objections.check(consent.names, consent.born, f"persona '{name}'")
         photo = read_photo(photo_path)
         voice = np.ascontiguousarray(read_voice(voice_path), dtype="<f4")
         derived = self._derive(derive, Persona(name=name, photo=photo, voice=voice, consent=consent))
@@ -178,6 +182,7 @@ class PersonaStore:
             raise PersonaError(f"cannot encode persona photo {photo_path}: give a JPEG or PNG photo")
         vault = self._unlock(create=True)  # a wrong passphrase stops here, before anything is written
         with self._locked():
+            self.objections.check(consent.names, consent.born, f"persona '{name}'")  # filed meanwhile?
             for bundle in self._bundles():
                 if self._manifest(bundle)["name"].casefold() == name.casefold():
                     raise PersonaError(f"a persona named '{name}' already exists: pick another name, or delete "
@@ -247,13 +252,15 @@ class PersonaStore:
                 "status": consent.status(now), "consent": consent.to_dict(),
                 "derived": sorted(slot.split("/", 1)[1] for slot in manifest["files"]
                                   if slot.startswith("derived/")),
-                "stored_bytes": sum(entry["size"] for entry in manifest["files"].values())}
+                "stored_bytes": sum(entry["size"] for entry in manifest["files"].values()),
+                "has_notes": "notes" in manifest["files"]}
 
     def load(self, name: str, use: str = "call", now: datetime | None = None) -> Persona:
         """Decrypt a persona for `use`; consent is checked before any biometric data is decrypted."""
         bundle, manifest = self._find(name)
         consent = self._consent(manifest)
         consent.check(use, now)
+        self.objections.check(consent.names, consent.born, f"persona '{manifest['name']}'")
         vault = self._unlock()
         plain: dict[str, bytes] = {}
         for slot, entry in manifest["files"].items():
@@ -276,24 +283,87 @@ class PersonaStore:
         if photo is None:
             raise PersonaError(f"the photo of persona '{manifest['name']}' does not decode: delete the persona "
                                "and create it again")
+        notes = plain.pop("notes", b"").decode("utf-8", errors="replace")
         derived = {slot.split("/", 1)[1]: data for slot, data in plain.items()}
         return Persona(name=manifest["name"], photo=photo, voice=voice, voice_rate=manifest["voice_rate"],
-                       source=bundle, consent=consent, derived=derived)
+                       source=bundle, consent=consent, derived=derived, notes=notes)
 
     # -- change ---------------------------------------------------------------------------------------
 
-    def revoke(self, name: str, reason: str | None = None, now: datetime | None = None) -> ConsentRecord:
-        """Mark consent revoked; the persona stays on disk (for the record) but can no longer be loaded."""
+    def revoke(self, name: str, reason: str | None = None, now: datetime | None = None,
+               by: str | None = None) -> ConsentRecord:
+        """Mark consent revoked; the persona stays on disk (for the record) but can no longer be loaded.
+
+        `by` names the next of kin who takes their consent back (any one of them who consented can).
+        """
         self._unlock()
         with self._locked():
             bundle, manifest = self._find(name)
             consent = self._consent(manifest)
             if consent.revoked_at:
                 return consent
-            consent = consent.revoke(reason, now)
+            consent = consent.revoke(reason, now, by=by)
             self._write_manifest(bundle, {**manifest, "consent": consent.to_dict()}, bundle.name)
             self.audit.append("consent_revoked", persona=bundle.name, reason=consent.revoked_reason)
         return consent
+
+    def decide(self, name: str, by: str, evidence_path: str | Path, withhold: bool = False,
+               now: datetime | None = None) -> ConsentRecord:
+        """Record one next of kin's own consent (or refusal) with their evidence document."""
+        evidence_path = Path(evidence_path)
+        if not evidence_path.is_file() or evidence_path.stat().st_size == 0:
+            raise ConsentError(f"consent evidence {evidence_path} is missing or empty: give this next of kin's "
+                               "signed document")
+        sha = sha256_file(evidence_path)
+        self._unlock()
+        with self._locked():
+            bundle, manifest = self._find(name)
+            before = self._consent(manifest)
+            consent = before.decide(by, sha, evidence_path.name, withhold, now)
+            if consent != before:
+                self._write_manifest(bundle, {**manifest, "consent": consent.to_dict()}, bundle.name)
+                index = next(i for i, (a, b) in enumerate(zip(before.kin, consent.kin)) if a != b)
+                self.audit.append("kin_consent", persona=bundle.name, kin=index, evidence_sha256=sha,
+                                  state="withheld" if withhold else "consented")
+        return consent
+
+    def set_notes(self, name: str, text: str) -> str:
+        """Replace the operator's notes on a persona (encrypted in its bundle); empty text removes them."""
+        if not isinstance(text, str) or len(text) > MAX_NOTES:
+            raise PersonaError(f"persona notes are over {MAX_NOTES} characters: keep them to a few pages")
+        text = text.replace("\r\n", "\n").strip("\n")
+        vault = self._unlock()
+        with self._locked():
+            bundle, manifest = self._find(name)
+            files = dict(manifest["files"])
+            old = files.pop("notes", None)
+            if text.strip():
+                filename = f"notes-{secrets.token_hex(4)}.enc"  # a new file: the old one stays valid until the
+                blob = vault.write(bundle / filename, f"personas/{bundle.name}/notes",  # manifest points away
+                                   text.encode("utf-8"))
+                files["notes"] = {"file": filename, "sha256": _sha(blob), "size": len(blob)}
+            self._write_manifest(bundle, {**manifest, "files": files}, bundle.name)
+            if old is not None and old["file"] != files.get("notes", {}).get("file"):
+                (bundle / old["file"]).unlink(missing_ok=True)
+            self.audit.append("notes_changed", persona=bundle.name, chars=len(text))
+        return bundle.name
+
+    def notes(self, name: str) -> str:
+        """The operator's notes on a persona ("" when none); its likeness is not decrypted."""
+        bundle, manifest = self._find(name)
+        entry = manifest["files"].get("notes")
+        if entry is None:
+            return ""
+        where = f"the notes of persona '{manifest['name']}' ({bundle})"
+        try:
+            blob = (bundle / entry["file"]).read_bytes()
+            if _sha(blob) != entry["sha256"]:
+                raise PersonaError(f"{where} were altered: write them again with `evercall persona notes`")
+            return self._unlock().unseal(f"personas/{bundle.name}/notes", blob, where).decode("utf-8", "replace")
+        except FileNotFoundError as exc:
+            raise PersonaError(f"{where} are missing: write them again with `evercall persona notes`") from exc
+        except VaultError as exc:
+            raise PersonaError(str(exc)) from exc
 
     def delete(self, name: str) -> str:
         """Remove every file of the persona (derived data included) and its folder; returns the id."""
