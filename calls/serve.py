@@ -87,7 +87,8 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
     assembly = CallAssembly(persona, options.choices)
     pipeline = await asyncio.to_thread(assembly.pipeline, AUDIO_RATE)
     state = CallState(pipeline=pipeline, persona_name=persona.name, assembly=assembly,
-                      invite=Invite(ttl_s=options.invite_ttl_s), media=options.media, mode=options.choices.mode)
+                      invite=Invite(ttl_s=options.invite_ttl_s), media=options.media, mode=options.choices.mode,
+                      persona_notes=getattr(persona, "notes", "") or "")
     await asyncio.to_thread(state.record, "invite_created", expires=state.invite.describe()["expires_at"])
     call_box: list[RunningCall] = []
 

@@ -7,6 +7,7 @@ Routes
   POST /join/{token}/viewport   the far-end screen's shape (CSS px), on joining and on rotation: the picture is framed to it
   GET  /operator/{token}        operator page: outgoing preview, the far end, live figures
   GET  /operator/{token}/preview.mjpg | farend.mjpg | stats.json
+  GET  /operator/{token}/notes.json   the operator's private notes on the persona (never on a /join/ route)
   GET  /operator/{token}/ws     WebSocket: live figures out, console controls in (calls/console.py)
 
   POST /operator/{token}/invite/revoke | invite/renew   withdraw the far-end link, or issue a new one
@@ -95,6 +96,7 @@ class CallState:
     mode: str = "swap"  # the face mode in use now (the console can switch it)
     media: MediaOptions = field(default_factory=MediaOptions)
     sending_codec: str | None = None  # the video codec the far end accepted, once a call is answered
+    persona_notes: str = ""  # the operator's private notes: served only with the operator's token
 
     def record(self, event: str, **fields: Any) -> None:
         """Append to the call's audit log (CallAssembly.record); a logging failure never ends the call."""
@@ -163,6 +165,7 @@ class CallServer:
             web.get("/operator/{token}/preview.mjpg", self.preview_stream),
             web.get("/operator/{token}/farend.mjpg", self.farend_stream),
             web.get("/operator/{token}/stats.json", self.stats),
+            web.get("/operator/{token}/notes.json", self.notes),
             web.get("/operator/{token}/ws", self.console_socket),
             web.post("/operator/{token}/invite/revoke", self.revoke_invite),
             web.post("/operator/{token}/invite/renew", self.renew_invite),
@@ -232,6 +235,12 @@ class CallServer:
         text = (_page("operator.html").replace("{base}", base).replace("{join_url}", html.escape(join_url))
                 .replace("{persona}", html.escape(self.state.persona_name)))
         return web.Response(text=text, content_type="text/html")
+
+    async def notes(self, request: web.Request) -> web.Response:
+        """The persona's notes for the operator page (calls/static/notes.js renders them as text)."""
+        if (refusal := self._operator_refusal(request)) is not None:
+            return refusal
+        return web.json_response({"notes": self.state.persona_notes})
 
     async def stats(self, request: web.Request) -> web.Response:
         if (refusal := self._operator_refusal(request)) is not None:
