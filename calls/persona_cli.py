@@ -212,7 +212,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         store._unlock()  # the seals are checked with the passphrase's key: no passphrase, one-line error
     result = log.verify(expect_records=bool(store._bundles()))
     if result.ok:
-        print(f"audit log {log.path}: {result.records} records, chain and seals intact")
+        print(f"audit log {log.path}: {result.records} records, chain intact and sealed")
         return 0
     print(f"audit log {log.path}: {len(result.problems)} problem(s) in {result.records} records")
     for problem in result.problems:

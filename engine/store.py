@@ -33,6 +33,7 @@ from engine.audit import AuditLog
 from engine.home import default_home
 from engine.consent import ConsentRecord, sha256_file, utc_now
 from engine.errors import ConsentError, PersonaError
+from engine.ledger import Ledger, RollbackError, state_digest
 from engine.objections import ObjectionRegister
 from engine.persona import VOICE_RATE, Persona, read_photo, read_voice
 from engine.vault import Vault, VaultError, fsync_dir
@@ -46,6 +47,12 @@ MAX_NOTES = 64_000  # characters of operator notes: a few pages, never a documen
 _DELETING = ".deleting-"
 
 Derive = Callable[[Persona], dict[str, bytes]]
+_CHANGED = {"consent_revoked": "revoked", "persona_created": "recorded"}
+
+
+def consent_state(consent: ConsentRecord) -> dict[str, Any]:
+    """The part of a consent that may only move forward and is bound to the audit log: revocation, expiry."""
+    return {"revoked_at": consent.revoked_at, "expires": consent.expires.isoformat() if consent.expires else None}
 
 
 def check_name(name: str) -> str:
@@ -75,7 +82,7 @@ class PersonaStore:
     def __init__(self, home: Path | str | None = None, passphrase: str | None = None) -> None:
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.personas = self.home / "personas"
-        self.audit = AuditLog(self.home / "audit.log")
+        self.audit = AuditLog(self.home / "audit.log", key=self._audit_key)
         self._passphrase = passphrase
         self._vault: Vault | None = None
         self.objections = ObjectionRegister(self.home, self._unlock, self.audit)
@@ -86,6 +93,29 @@ class PersonaStore:
         if self._vault is None:
             self._vault = Vault.open(self.home, self._passphrase, create=create)
         return self._vault
+
+    def _audit_key(self) -> bytes | None:
+        """The key that seals the audit log: from this store's passphrase; None when there is no store."""
+        try:
+            return self._unlock().subkey("audit")
+        except VaultError:
+            return None
+
+    def _check_rollback(self, bundle: Path, manifest: dict[str, Any], consent: ConsentRecord) -> None:
+        """Refuse a manifest older than the sealed audit log says its consent became (engine/ledger.py)."""
+        name = manifest["name"]
+
+        def restored(record: dict[str, Any]) -> str:
+            return (f"consent for persona '{name}' was {_CHANGED.get(record['event'], 'changed')} on "
+                    f"{record['time'][:10]} (audit record #{record['seq']}), but its manifest says otherwise: an "
+                    f"older copy of {MANIFEST} was restored, so it cannot be used; delete it with `evercall "
+                    "persona delete`")
+
+        ledger = Ledger(self.audit)
+        revoked = [r for r in ledger.sealed_records("persona", bundle.name) if r["event"] == "consent_revoked"]
+        if revoked and not consent.revoked_at:
+            raise RollbackError(restored(revoked[-1]))
+        ledger.check("persona", bundle.name, consent_state(consent), f"consent of persona '{name}'", restored)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -137,13 +167,18 @@ class PersonaStore:
             if bundle.name == name.strip():
                 return bundle, self._manifest(bundle)
         self._unlock()
+        unreadable: list[str] = []
         for bundle in self._bundles():
             try:
                 manifest = self._manifest(bundle)
-            except PersonaError:
+            except PersonaError as exc:
+                unreadable.append(f"{bundle.name}: {exc}")
                 continue
             if manifest["name"].casefold() == key:
                 return bundle, manifest
+        if unreadable:  # the persona may well be there, behind a damaged manifest: say so, not "no persona"
+            raise PersonaError(f"no readable persona named {name!r}, and {len(unreadable)} persona bundle(s) in "
+                               f"{self.personas} cannot be read ({unreadable[0]})"[:600])
         raise PersonaError(f"no persona named {name!r} in {self.personas}: see `evercall persona list`")
 
     def _write_manifest(self, bundle: Path, manifest: dict[str, Any], bundle_id: str) -> None:
@@ -206,6 +241,7 @@ class PersonaStore:
                 os.rename(staging, final)
                 fsync_dir(self.personas)
                 self.audit.append("persona_created", persona=bundle_id, scope=sorted(consent.scope),
+                                  state_sha256=state_digest(consent_state(consent)),
                                   expires=consent.expires.isoformat() if consent.expires else None,
                                   evidence_sha256=consent.evidence_sha256, derived=sorted(derived))
             except BaseException:
@@ -248,8 +284,13 @@ class PersonaStore:
         """Metadata and consent of one persona; never photo, voice or derived content."""
         bundle, manifest = self._find(name)
         consent = self._consent(manifest)
+        try:
+            self._check_rollback(bundle, manifest, consent)
+            status = consent.status(now)
+        except RollbackError as exc:
+            status = f"refused: {exc}"
         return {"id": bundle.name, "name": manifest["name"], "created_at": manifest["created_at"],
-                "status": consent.status(now), "consent": consent.to_dict(),
+                "status": status, "consent": consent.to_dict(),
                 "derived": sorted(slot.split("/", 1)[1] for slot in manifest["files"]
                                   if slot.startswith("derived/")),
                 "stored_bytes": sum(entry["size"] for entry in manifest["files"].values()),
@@ -259,6 +300,7 @@ class PersonaStore:
         """Decrypt a persona for `use`; consent is checked before any biometric data is decrypted."""
         bundle, manifest = self._find(name)
         consent = self._consent(manifest)
+        self._check_rollback(bundle, manifest, consent)  # an old manifest must not bring consent back
         consent.check(use, now)
         self.objections.check(consent.names, consent.born, f"persona '{manifest['name']}'")
         vault = self._unlock()
@@ -304,7 +346,8 @@ class PersonaStore:
                 return consent
             consent = consent.revoke(reason, now, by=by)
             self._write_manifest(bundle, {**manifest, "consent": consent.to_dict()}, bundle.name)
-            self.audit.append("consent_revoked", persona=bundle.name, reason=consent.revoked_reason)
+            self.audit.append("consent_revoked", persona=bundle.name, reason=consent.revoked_reason,
+                              state_sha256=state_digest(consent_state(consent)))
         return consent
 
     def decide(self, name: str, by: str, evidence_path: str | Path, withhold: bool = False,

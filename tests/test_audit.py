@@ -12,9 +12,11 @@ import pytest
 
 from engine.audit import AuditLog
 
+KEY = b"test audit key, 32 bytes long..."  # what the store derives from its passphrase
+
 
 def filled(path: Path, count: int = 6) -> AuditLog:
-    log = AuditLog(path)
+    log = AuditLog(path, KEY)
     log.append("invite_created", invite="inv-1")
     for i in range(count - 1):
         log.append("call_started", persona="p1", far_end=f"203.0.113.{i}")
@@ -56,7 +58,7 @@ def test_edited_record_with_recomputed_hash_breaks_the_chain(tmp_path):
     rows[2] = canonical(record).decode()
     path.write_text("\n".join(rows) + "\n")
     result = log.verify()
-    assert [(p.kind, p.seq) for p in result.problems] == [("broken_chain", 4)]
+    assert [(p.kind, p.seq) for p in result.problems] == [("forged", 3), ("broken_chain", 4)]
 
 
 def test_deleted_record_is_named(tmp_path):
@@ -93,7 +95,7 @@ def test_damaged_line_is_reported_and_later_appends_still_chain(tmp_path):
 
 
 def test_biometric_data_is_refused(tmp_path):
-    log = AuditLog(tmp_path / "audit.log")
+    log = AuditLog(tmp_path / "audit.log", KEY)
     with pytest.raises(ValueError, match="biometric"):
         log.append("render", persona="p1", embedding=[0.1, 0.2])
     with pytest.raises(ValueError, match="never media"):
@@ -113,7 +115,7 @@ def test_threads_keep_one_unbroken_chain(tmp_path):
     path = tmp_path / "audit.log"
 
     def work(n: int) -> None:
-        log = AuditLog(path)  # separate objects, as separate call handlers would have
+        log = AuditLog(path, KEY)  # separate objects, as separate call handlers would have
         for i in range(25):
             log.append("render", persona=f"p{n}", frame_count=i)
 
@@ -122,12 +124,12 @@ def test_threads_keep_one_unbroken_chain(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    result = AuditLog(path).verify()
+    result = AuditLog(path, KEY).verify()
     assert result.ok and result.records == 100
 
 
 def _append_many(path: str, tag: str) -> None:
-    log = AuditLog(path)
+    log = AuditLog(path, KEY)
     for i in range(30):
         log.append("call_started", persona=tag, far_end=f"10.0.0.{i}")
 
@@ -142,7 +144,7 @@ def test_processes_keep_one_unbroken_chain(tmp_path):
     for worker in workers:
         worker.join()
     assert all(worker.exitcode == 0 for worker in workers)
-    result = AuditLog(path).verify()
+    result = AuditLog(path, KEY).verify()
     assert result.ok and result.records == 90
 
 
