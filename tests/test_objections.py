@@ -14,7 +14,6 @@ from engine.audit import AuditLog
 from engine.errors import ConsentError
 from engine.objections import ObjectionRegister
 from engine.resolve import open_persona
-from engine.store import PersonaStore
 from tests.test_kin import home, make, media  # noqa: F401  (fixtures)
 
 FILER = "Paul Miller, brother"
