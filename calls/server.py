@@ -61,14 +61,10 @@ WATCH_INTERVAL_S = 0.25  # how often the seat's watchdog looks at a far end that
 STRICT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
               "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
               "form-action 'self'; frame-ancestors 'none'")
-# Only for a page that still carries inline code (see _csp_for): everything else stays strict.
-INLINE_CSP = STRICT_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'").replace(
-    "style-src 'self'", "style-src 'self' 'unsafe-inline'")
 SECURITY_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
                     "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                     "Cross-Origin-Opener-Policy": "same-origin"}
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]{1,40}\.(js|css)$")
-_INLINE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|<style\b|\sstyle=|\son[a-z]+=", re.IGNORECASE)
 
 
 @functools.cache
@@ -102,12 +98,6 @@ class CallState:
         """Append to the call's audit log (CallAssembly.record); a logging failure never ends the call."""
         if self.assembly is not None:
             self.assembly.record(event, **fields)
-
-
-@functools.cache
-def _csp_for(name: str) -> str:
-    """The strict policy, unless the page still holds inline script or style (then inline is allowed)."""
-    return INLINE_CSP if _INLINE.search(_page(name)) else STRICT_CSP
 
 
 def bad_request(message: str, status: int = 400) -> web.Response:
@@ -220,8 +210,7 @@ class CallServer:
     async def join_page(self, request: web.Request) -> web.Response:
         if (refusal := self._join_refusal(request)) is not None:
             return refusal
-        resp = web.Response(text=_page("join.html"), content_type="text/html",
-                            headers={"Content-Security-Policy": _csp_for("join.html")})
+        resp = web.Response(text=_page("join.html"), content_type="text/html")
         if FAREND_COOKIE not in request.cookies:
             resp.set_cookie(FAREND_COOKIE, new_token(), httponly=True, samesite="Strict",
                             secure=request.secure, path="/join/")
