@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 from calls.render import render
+from engine.audio_io import read_audio
+from engine.persona import VOICE_RATE
 from benchmarks.identity import closer_to_persona
+from tests.voice_likeness import pitch_verdict
 
 
 def _probe(path: Path) -> tuple[list[np.ndarray], float | None, Fraction]:
@@ -52,12 +55,15 @@ def test_rendered_faces_are_the_personas(demo, demo_persona, rendered) -> None:
     assert closer >= 0.9 * faced, f"{closer}/{faced} output faces are closer to the persona"
 
 
-def test_rendered_voice_is_not_silent_and_not_the_input(demo, rendered) -> None:
+def test_rendered_voice_is_converted_toward_the_personas(demo, demo_persona, rendered) -> None:
     out, _ = rendered
-    with av.open(str(out)) as c:
-        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)]).astype(np.float32)
-    rms = float(np.sqrt(np.mean(pcm ** 2)))
-    assert rms > 0.01, "converted voice should be audible"
+    heard, rate = read_audio(out)
+    operator, operator_rate = read_audio(demo.operator_clip)
+    assert float(np.sqrt(np.mean(heard ** 2))) > 0.01, "converted voice should be audible"
+    verdict = pitch_verdict(heard, rate, demo_persona.voice, VOICE_RATE, operator, operator_rate)
+    unchanged = pitch_verdict(operator, operator_rate, demo_persona.voice, VOICE_RATE, operator, operator_rate)
+    assert abs(unchanged.toward_persona) < 0.1, f"the judge must fail the operator's own voice: {unchanged}"
+    assert verdict.toward_persona > 0.6, f"rendered voice: {verdict}"
 
 
 def test_video_without_audio_renders_and_says_so(demo, demo_persona, tmp_path: Path) -> None:
