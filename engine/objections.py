@@ -6,12 +6,13 @@ called or rendered, whoever consented: the refusal message gives the objection's
 it. Only the person who filed it can withdraw it, which they prove with the same document.
 
 The register is one encrypted file (`<home>/objections/register.enc`, AES-GCM like the personas). Every
-change is also written to the audit log with a version number and a keyed digest of the person's name
-(HMAC under a random key kept encrypted beside the register), so the plain-text log never names anyone
-yet still says whom each objection covers. If the register on disk is older than the log (its version
-is behind, or an objection the log records is missing from it), it was replaced by an old copy: every
-person the log's missing objections cover stays refused until the latest register is restored, or the
-objection is filed again with the same evidence.
+change is also written to the sealed audit log through the same ledger that binds consent to it
+(engine/ledger.py: subject `register=objections`, the digest of the register's new content), with a keyed
+digest of the person's name (HMAC under a subkey of the store key), so the plain-text log never names
+anyone yet still says whom each objection covers. If a standing objection that the log's sealed records
+name is missing from the register on disk, an older copy of the register was restored: every person those
+objections cover stays refused until the latest register is restored, or the objection is filed again with
+the same evidence. A log that was cut or rewritten is not trusted at all (the ledger refuses everything).
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ from engine.audit import AuditLog
 from engine.consent import check_born, parse_kin, person_key, sha256_file, utc_now
 from engine.errors import ConsentError
 from engine.home import default_home
-from engine.vault import Vault, VaultError
+from engine.ledger import Ledger
+from engine.vault import CONFIG_NAME, Vault, VaultError
 
 FOLDER = "objections"
 REGISTER = "register.enc"
-KEY = "key.enc"
-_SLOT, _KEY_SLOT = "objections/register", "objections/key"
+_SLOT = "objections/register"
 FORMAT = 1
 ADDED, WITHDRAWN = "objection_added", "objection_withdrawn"
+SUBJECT = ("register", "objections")  # how the ledger names the register in the audit log
 
 Unlock = Callable[[bool], Vault]
 
@@ -83,11 +85,7 @@ class RegisterState:
     objections: list[Objection] = field(default_factory=list)
     log_version: int = 0
     missing: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> log fields of standing objections
-    # that the register lacks (it was rolled back); "time" holds the date they were filed
-
-    @property
-    def rolled_back(self) -> bool:
-        return self.version < self.log_version or bool(self.missing)
+    # that the register lacks (an older copy was restored); "time" holds the date they were filed
 
 
 def _person(text: Any) -> str:
@@ -97,10 +95,6 @@ def _person(text: Any) -> str:
     return " ".join(text.split())
 
 
-def _mac(key: bytes, name: str) -> str:
-    return hmac.new(key, person_key(name).encode("utf-8"), hashlib.sha256).hexdigest()
-
-
 class ObjectionRegister:
     """File, withdraw, list and check objections under `<home>/objections/`."""
 
@@ -108,7 +102,7 @@ class ObjectionRegister:
                  audit: AuditLog | None = None) -> None:
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.folder = self.home / FOLDER
-        self.audit = audit or AuditLog(self.home / "audit.log")
+        self.audit = audit or AuditLog(self.home / "audit.log", key=self._audit_key)
         self._unlock_fn = unlock or (lambda create: Vault.open(self.home, None, create=create))
         self._vault: Vault | None = None
 
@@ -118,6 +112,17 @@ class ObjectionRegister:
         if self._vault is None:
             self._vault = self._unlock_fn(create)
         return self._vault
+
+    def _audit_key(self) -> bytes | None:
+        try:
+            return self._unlock().subkey("audit")
+        except VaultError:
+            return None
+
+    def _mac(self, name: str) -> str:
+        """A digest of the person's name that only the holder of the passphrase can compute or test."""
+        key = self._unlock().subkey("objections")
+        return hmac.new(key, person_key(name).encode("utf-8"), hashlib.sha256).hexdigest()
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -131,9 +136,9 @@ class ObjectionRegister:
             os.close(fd)
 
     def _log(self) -> tuple[int, dict[str, dict[str, Any]]]:
-        """(highest version, standing objections by id) as the audit log records them."""
+        """(highest version, standing objections by id) as the audit log's sealed records say."""
         version, standing = 0, {}
-        for record in self.audit.records():
+        for record in Ledger(self.audit).sealed_records(*SUBJECT):  # RollbackError if the log was altered
             event, fields = record["event"], record["fields"]
             if event not in (ADDED, WITHDRAWN) or not isinstance(fields.get("objection"), str):
                 continue
@@ -145,27 +150,19 @@ class ObjectionRegister:
                 standing.pop(fields["objection"], None)
         return version, standing
 
-    def _key(self, create: bool = False) -> bytes | None:
-        path = self.folder / KEY
-        vault = self._unlock(create)
-        if path.exists():
-            try:
-                return vault.unseal(_KEY_SLOT, path.read_bytes(), f"the objection key {path}")
-            except VaultError as exc:
-                raise ConsentError(f"{exc}; until then objections cannot be checked, so no persona can be used") \
-                    from exc
-        if not create:
-            return None
-        key = secrets.token_bytes(32)
-        vault.write(path, _KEY_SLOT, key)
-        return key
+    def _nothing_filed(self) -> bool:
+        """No store, or no register and no objection in the log: nothing to check, no passphrase needed."""
+        if not (self.home / CONFIG_NAME).is_file():
+            return True
+        return not (self.folder / REGISTER).exists() and not any(
+            record["event"] in (ADDED, WITHDRAWN) for record in self.audit.records())
 
     def state(self) -> RegisterState:
         """Read the register (if any) and compare it with the audit log."""
+        if self._nothing_filed():
+            return RegisterState()
         log_version, standing = self._log()
         path = self.folder / REGISTER
-        if not path.exists() and not standing and not log_version:
-            return RegisterState()  # nothing ever filed: no passphrase needed to know that
         state = RegisterState(log_version=log_version)
         if path.exists():
             try:
@@ -181,11 +178,12 @@ class ObjectionRegister:
         state.missing = {oid: fields for oid, fields in standing.items() if oid not in present}
         return state
 
-    def _save(self, state: RegisterState, objections: list[Objection]) -> int:
+    def _save(self, state: RegisterState, objections: list[Objection], event: str, **fields: Any) -> None:
+        """Write the register, then bind its new content to the sealed audit log."""
         version = max(state.version, state.log_version) + 1
         body = {"format": FORMAT, "version": version, "objections": [asdict(item) for item in objections]}
         self._unlock(True).write(self.folder / REGISTER, _SLOT, json.dumps(body, sort_keys=True).encode("utf-8"))
-        return version
+        Ledger(self.audit).record(event, *SUBJECT, body, version=version, **fields)
 
     # -- use ------------------------------------------------------------------------------------------
 
@@ -203,11 +201,7 @@ class ObjectionRegister:
                                    "withdraw it (`evercall objection withdraw`)")
         if not state.missing:
             return
-        key = self._key()
-        if key is None:
-            raise ConsentError(f"the audit log records objections but their key {self.folder / KEY} is missing: "
-                               "restore the objections folder from a backup; until then no persona can be used")
-        macs = {_mac(key, name) for name in names}
+        macs = {self._mac(name) for name in names}
         for fields in state.missing.values():
             if fields.get("person_mac") in macs:
                 raise ConsentError(f"{label} cannot be created or used: the audit log records an objection to "
@@ -226,14 +220,14 @@ class ObjectionRegister:
             raise ConsentError(f"objection evidence {evidence} is missing or empty: give the signed objection "
                                "document")
         sha = sha256_file(evidence)
+        self._unlock(True)  # the first objection may come before the first persona: set the store up
         with self._locked():
             state = self.state()
-            key = self._key(create=True)
             for item in state.objections:
                 if item.active and item.evidence_sha256 == sha and item.matches([person], born) \
                         and item.born == born:
                     return item
-            mac = _mac(key, person)
+            mac = self._mac(person)
             # Filed again after the register was rolled back: it takes back its old id and date.
             again = next(((oid, f) for oid, f in state.missing.items()
                           if f.get("person_mac") == mac and f.get("evidence_sha256") == sha), None)
@@ -241,8 +235,8 @@ class ObjectionRegister:
             item = Objection(id=again[0] if again else secrets.token_hex(6), person=person, born=born,
                              filed_by=f"{filer_name}, {relationship}", evidence_sha256=sha,
                              evidence_name=evidence.name, filed_at=again[1]["time"] if again else moment)
-            version = self._save(state, [*state.objections, item])
-            self.audit.append(ADDED, objection=item.id, person_mac=mac, version=version, evidence_sha256=sha)
+            self._save(state, [*state.objections, item], ADDED, objection=item.id, person_mac=mac,
+                       evidence_sha256=sha)
         return item
 
     def withdraw(self, evidence: str | Path, person: str | None = None, objection_id: str | None = None,
@@ -270,6 +264,6 @@ class ObjectionRegister:
                                    "(see `evercall objection list`)")
             item = same[0]
             done = replace(item, withdrawn_at=(now or utc_now()).isoformat(timespec="seconds"))
-            version = self._save(state, [done if o.id == item.id else o for o in state.objections])
-            self.audit.append(WITHDRAWN, objection=item.id, version=version)
+            self._save(state, [done if o.id == item.id else o for o in state.objections], WITHDRAWN,
+                       objection=item.id)
         return done

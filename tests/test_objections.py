@@ -100,6 +100,7 @@ def test_objections_are_in_the_audit_log_and_encrypted(home, media, letter):  # 
     records = [r for r in log.records() if r["event"].startswith("objection")]
     assert [r["event"] for r in records] == ["objection_added", "objection_withdrawn"]
     assert records[0]["fields"]["evidence_sha256"] and len(records[0]["fields"]["person_mac"]) == 64
+    assert all(r["mac"] and r["fields"]["state_sha256"] for r in records)  # sealed, bound to the register
     assert log.verify().ok
     for path in home.rglob("*"):
         if path.is_file():
@@ -124,3 +125,20 @@ def test_folder_persona_is_checked_too(home, demo, letter, tmp_path):  # noqa: F
     file_objection(letter, born=None)
     with pytest.raises(ConsentError, match="objection"):
         open_persona(folder, "call")
+
+
+def test_a_forged_or_cut_log_does_not_lift_an_objection(home, media, letter):  # noqa: F811
+    make(media, name="Grandma Rose", kin=(), full_name="Rose Miller")
+    file_objection(letter)
+    objection = ObjectionRegister().list()[0].id
+    (home / "objections" / "register.enc").unlink()
+    # A withdrawal written without the passphrase is unsealed: it counts for nothing.
+    AuditLog(home / "audit.log", key=lambda: None).append("objection_withdrawn", objection=objection, version=99,
+                                                          register="objections")
+    with pytest.raises(ConsentError, match="no longer holds"):
+        open_persona("Grandma Rose", "call")
+    # Every objection line cut out of the log: the sealed head no longer matches, nothing is trusted.
+    log = home / "audit.log"
+    log.write_text("".join(line for line in log.read_text().splitlines(keepends=True) if "objection" not in line))
+    with pytest.raises(ConsentError, match="audit log .* was altered"):
+        open_persona("Grandma Rose", "call")
