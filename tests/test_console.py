@@ -22,6 +22,27 @@ async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float =
     return await asyncio.wait_for(wait(), timeout)
 
 
+async def _until(check, timeout: float = 5.0, every: float = 0.05) -> bool:
+    """Poll `check()` until it is true or `timeout` s pass: waits for what the test needs, not a fixed time."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(every)
+    return True
+
+
+async def _far_end_loudness(pipeline, seconds: float) -> list[float]:
+    """RMS of each 50 ms block of the voice the far end would be sent over the next `seconds`."""
+    rate = pipeline.audio_out.sample_rate
+    block, levels = rate // 20, []
+    for _ in range(int(seconds * 20)):
+        got = await asyncio.to_thread(pipeline.audio_out.take, block, 1.0)
+        if got is not None:
+            levels.append(float(np.sqrt(np.mean(got[0] ** 2))))
+    return levels
+
+
 async def test_console_figures_and_controls(demo, demo_persona) -> None:
     call = await start_call(demo_persona, FileSource(demo.operator_clip), ServeOptions(port=0))
     pipeline = call.state.pipeline
@@ -37,15 +58,23 @@ async def test_console_figures_and_controls(demo, demo_persona) -> None:
 
                 await ws.send_json({"action": "mute", "on": True})
                 assert (await _next(ws, "result"))["ok"] and pipeline.muted
+                await _far_end_loudness(pipeline, 0.5)  # what was converted before the click drains
+                muted = await _far_end_loudness(pipeline, 1.0)
+                assert muted and max(muted) < 0.003, f"muted: the far end hears nothing ({max(muted):.4f})"
+                assert (await _next(ws, "figures"))["muted"] is True
                 await ws.send_json({"action": "mute", "on": False})
-                await _next(ws, "result")
+                assert (await _next(ws, "result"))["ok"] and not pipeline.muted
+                heard = await _far_end_loudness(pipeline, 3.0)
+                assert max(heard) > 0.03, f"unmuted: the far end hears the voice again ({max(heard):.4f})"
+                assert (await _next(ws, "figures"))["muted"] is False
 
                 await ws.send_json({"action": "card", "on": True})
                 assert (await _next(ws, "result"))["ok"]
-                await asyncio.sleep(0.6)  # frames already converted drain through the A/V delay line
-                version, frame = pipeline.video_out.peek()
-                card = one_moment_card(*frame.image.shape[1::-1])
-                assert np.abs(frame.image.astype(int) - card).mean() < 3, "the far end sees the card"
+                def shows_card() -> bool:  # frames converted before the click drain through the A/V delay line
+                    frame = pipeline.video_out.peek()[1]
+                    card = one_moment_card(*frame.image.shape[1::-1])
+                    return bool(np.abs(frame.image.astype(int) - card).mean() < 3)
+                assert await _until(shows_card), "the far end sees the card"
                 assert (await _next(ws, "figures"))["card"] is True
 
                 await ws.send_json({"action": "card", "on": False})
