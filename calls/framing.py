@@ -66,7 +66,7 @@ def size_for(aspect: float, bitrate_bps: float | None, fps: float = 30.0) -> tup
 
 
 def fit_window(face_cx: float, face_cy: float, face_h: float, aspect: float, image_w: int, image_h: int,
-               face_share: float, width_share: float = 0.85) -> Window:
+               face_share: float, width_share: float = 0.75) -> Window:
     """Where the crop should be for a face box centred at (face_cx, face_cy), `face_h` pixels tall.
 
     The window is as large as gives the face `face_share` of its height (or, on a narrow screen, `width_share`
@@ -130,7 +130,7 @@ class FaceFramer:
     Thread-safe where it needs to be: `set_viewport` comes from the event loop, `frame` from a worker.
     """
 
-    def __init__(self, face_share: float = 0.5, follow_s: float = 0.8, detect_every: int = 3,
+    def __init__(self, face_share: float = 0.45, follow_s: float = 0.8, detect_every: int = 3,
                  dead_band: float = 0.04, lost_after_s: float = 3.0, detector=None) -> None:
         self.face_share = face_share
         self.follow_s = follow_s  # time constant of the glide towards the target window

@@ -188,7 +188,7 @@ class DevToolsPage:
     async def tap(self, selector: str) -> None:
         """A real tap (a user gesture, as autoplay and getUserMedia rules count it) on the element's centre."""
         box = await self.evaluate(f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
-                                  " return [r.left + r.width / 2, r.top + r.height / 2]; }})()")
+                                  " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
         for kind in ("mousePressed", "mouseReleased"):
             await self.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
                                                          "clickCount": 1})
@@ -225,7 +225,7 @@ async def devtools_page(url: str, device: dict, video: Path | None = None, audio
     """Chromium (headless) showing `url` on an emulated `device`; yields (DevToolsPage, Browser).
 
     allow: None grants camera and microphone without asking (the fake permission UI); otherwise the
-    permissions granted, any of "videoCapture", "audioCapture" (the rest are denied, as a tap on "Block").
+    permissions granted, any of "camera", "microphone" (the rest are denied, as a tap on "Block").
     autoplay_without_tap: False keeps the browser's own autoplay rule (sound needs a tap, as on a phone).
     """
     import asyncio
@@ -267,7 +267,7 @@ async def devtools_page(url: str, device: dict, video: Path | None = None, audio
 
                 parts = urlsplit(url)
                 origin = f"{parts.scheme}://{parts.netloc}"
-                for name in ("videoCapture", "audioCapture"):
+                for name in ("camera", "microphone"):
                     await browser_side.send("Browser.setPermission", {
                         "permission": {"name": name}, "setting": "granted" if name in allow else "denied",
                         "origin": origin}, browser=True)
