@@ -44,7 +44,9 @@ def add_persona_and_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo", action="store_true",
                         help="use the built-in sample persona (a composite of no real person) and sample operator "
                              "clip: works with no camera")
-    parser.add_argument("--source", metavar="FILE", help="play this video file as the operator's camera and mic")
+    parser.add_argument("--source", metavar="FILE|browser",
+                        help="play this video file as the operator's camera and mic; `browser`: the camera and mic "
+                             "of the browser that opens the operator page")
     parser.add_argument("--camera", default="0", help="webcam index or device path (default 0)")
     parser.add_argument("--mic", default=None, help="microphone index or name (default: the system default; "
                                                     "see `evercall devices`)")
@@ -79,6 +81,10 @@ def source_from_args(args: argparse.Namespace):
     """The operator's input: --source FILE, the demo clip, or the webcam and microphone."""
     from calls.sources import CombinedSource, FileSource, MicSource, WebcamSource
 
+    if args.source == "browser":  # the operator page's camera and mic (calls/operator_browser.py)
+        from calls.operator_browser import BrowserSource
+
+        return BrowserSource()
     if args.source:
         return FileSource(args.source, loop=True)
     if args.demo:

@@ -99,6 +99,8 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
 
     controls = Controls(state, assembly.face, end_call)
     server = CallServer(state, controls)
+    if hasattr(source, "attach"):  # a source with routes of its own (calls/operator_browser.py)
+        source.attach(server)
     runner = web.AppRunner(server.app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, ssl_context=context)
