@@ -14,10 +14,39 @@ import socket
 from pathlib import Path
 
 import aiohttp
+import cv2
+import numpy as np
 
+from calls.console import one_moment_card
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
 from tests.browser import chromium, require_chromium
+
+
+PREVIEW_RECT = """(() => { const r = document.querySelector('img[alt="outgoing picture"]').getBoundingClientRect();
+    return [r.left, r.top, r.width, r.height, window.devicePixelRatio]; })()"""
+
+
+def _card_difference(png: bytes, rect: list[float]) -> float:
+    """Mean grey-level difference between the screenshot's preview area and the 'one moment' card."""
+    shot = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    left, top, width, height, scale = rect
+    x0, y0, x1, y1 = (int(round(v * scale)) for v in (left, top, left + width, top + height))
+    shown = shot[y0:y1, x0:x1]
+    if shown.size == 0 or width < 50:
+        return float("inf")
+    card = cv2.resize(one_moment_card(640, 480), (shown.shape[1], shown.shape[0]), interpolation=cv2.INTER_AREA)
+    return float(np.abs(shown.astype(int) - card.astype(int)).mean())
+
+
+async def _until(check, timeout: float = 5.0) -> bool:
+    """Poll `check()` until true or `timeout` s pass."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def _free_port() -> int:
@@ -86,22 +115,27 @@ async def test_operator_console_in_chromium(demo, demo_persona, tmp_path: Path) 
                     await page.until("document.querySelector('img[alt=\"outgoing picture\"]').naturalWidth > 0")
 
                     await page.js("document.getElementById('mute').click()")
-                    for _ in range(50):
-                        if pipeline.muted:
-                            break
-                        await asyncio.sleep(0.1)
-                    assert pipeline.muted, "the Mute button mutes the persona's voice"
+                    assert await _until(lambda: pipeline.muted), "the Mute button mutes the persona's voice"
                     await page.until("document.getElementById('mute').textContent === 'Unmute voice'")
+                    await page.js("document.getElementById('mute').click()")
+                    assert await _until(lambda: not pipeline.muted), "pressed again, it gives the voice back"
+                    await page.until("document.getElementById('mute').textContent === 'Mute voice'")
 
                     await page.js("document.getElementById('card').click()")
-                    for _ in range(50):
-                        if pipeline.card is not None:
-                            break
-                        await asyncio.sleep(0.1)
-                    assert pipeline.card is not None, "the card button replaces the picture"
+                    assert await _until(lambda: pipeline.card is not None), "the card button replaces the picture"
 
-                    shot = await page.call("Page.captureScreenshot", format="png")
-                    (tmp_path / "console.png").write_bytes(base64.b64decode(shot["data"]))
-                    assert (tmp_path / "console.png").stat().st_size > 10_000
+                    # The operator's own view of what the far end sees: pixels of the page, not the file size.
+                    async def preview_shows_card() -> float:
+                        shot = await page.call("Page.captureScreenshot", format="png")
+                        png = base64.b64decode(shot["data"])
+                        (tmp_path / "console.png").write_bytes(png)
+                        return _card_difference(png, await page.js(PREVIEW_RECT))
+                    difference = await preview_shows_card()
+                    for _ in range(30):
+                        if difference < 12:
+                            break
+                        await asyncio.sleep(0.2)
+                        difference = await preview_shows_card()
+                    assert difference < 12, f"the console's preview should show the card ({difference:.1f} grey levels off)"
     finally:
         await call.stop()
