@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import ssl
@@ -20,6 +21,7 @@ from calls.tls import fingerprint, require_tls_for, self_signed, server_context
 from engine.errors import EvercallError
 from calls.sources import Source
 from engine.persona import Persona
+from engine.resolve import check_still_usable
 from engine.pipeline import AUDIO_RATE
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,8 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
     pipeline = await asyncio.to_thread(assembly.pipeline, AUDIO_RATE)
     state = CallState(pipeline=pipeline, persona_name=persona.name, assembly=assembly,
                       invite=Invite(ttl_s=options.invite_ttl_s), media=options.media, mode=options.choices.mode,
-                      persona_notes=getattr(persona, "notes", "") or "")
+                      persona_notes=getattr(persona, "notes", "") or "",
+                      admit=functools.partial(check_still_usable, persona, "call"))
     await asyncio.to_thread(state.record, "invite_created", expires=state.invite.describe()["expires_at"])
     call_box: list[RunningCall] = []
 

@@ -36,7 +36,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from importlib import resources
 
 import cv2
@@ -51,6 +51,7 @@ from calls.ice import rtc_configuration
 from calls.media_options import MediaOptions, answered_video_codec, prefer_video_codec
 from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
 from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_audio, consume_video
+from engine.errors import EvercallError
 from engine.media import VideoFrame
 from engine.pipeline import AUDIO_RATE, CallPipeline
 from engine.stages import AudioRing, LatestSlot
@@ -93,6 +94,8 @@ class CallState:
     media: MediaOptions = field(default_factory=MediaOptions)
     sending_codec: str | None = None  # the video codec the far end accepted, once a call is answered
     persona_notes: str = ""  # the operator's private notes: served only with the operator's token
+    admit: Callable[[], None] | None = None  # asked before each new far end: raises EvercallError when the
+    # persona may no longer be used (a next of kin revoked, an objection was filed) since the call began
 
     def record(self, event: str, **fields: Any) -> None:
         """Append to the call's audit log (CallAssembly.record); a logging failure never ends the call."""
@@ -374,6 +377,12 @@ class CallServer:
             sdp, kind = schema.offer(await self._body(request, "the offer", schema.MAX_OFFER_BYTES))
         except schema.BadMessage as exc:
             return bad_request(f"bad offer: {exc}")
+        if self.state.admit is not None:
+            try:  # consent may have been revoked, or an objection filed, since the call began
+                await asyncio.to_thread(self.state.admit)
+            except EvercallError as exc:
+                log.error("a far end was turned away: %s", exc)
+                return refused("This call is no longer available.")
         browser = request.cookies.get(FAREND_COOKIE) or new_token()  # no cookie: a stranger every time
         seat = self.state.seat
         claim = seat.admit(browser)

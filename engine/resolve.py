@@ -36,15 +36,39 @@ def folder_consent(folder: Path, name: str) -> ConsentRecord:
     return ConsentRecord.from_dict({**record.to_dict(), "persona": name})
 
 
+def check_still_usable(persona: Persona, use: str) -> None:
+    """Ask again, decrypting nothing, whether a persona opened earlier may still be used for `use`.
+
+    A call runs for hours: a next of kin may revoke, or an objection may be filed, meanwhile; the server
+    asks before admitting each new far end. A persona from neither the store nor a folder (built in
+    memory) has nothing to ask again."""
+    source = persona.source
+    if source is None:
+        return
+    from engine.store import PersonaStore
+
+    store = PersonaStore()
+    if Path(source).parent == store.personas:
+        store.check_use(Path(source).name, use)
+    elif Path(source).is_dir() and (Path(source) / CONSENT_FILE).is_file():
+        open_persona_consent(Path(source), use)
+
+
+def open_persona_consent(folder: Path, use: str) -> ConsentRecord:
+    """A persona folder's consent, checked for `use` and against the objection register."""
+    consent = folder_consent(folder, folder.name)
+    consent.check(use)
+    from engine.objections import ObjectionRegister
+
+    ObjectionRegister().check(consent.names, consent.born, f"persona '{folder.name}'")
+    return consent
+
+
 def open_persona(spec: str | Path, use: str) -> Persona:
     """Load a persona for `use` ("call" or "render") from a folder or the store; consent is checked first."""
     folder = Path(spec)
     if folder.is_dir():
-        consent = folder_consent(folder, folder.name)
-        consent.check(use)
-        from engine.objections import ObjectionRegister
-
-        ObjectionRegister().check(consent.names, consent.born, f"persona '{folder.name}'")
+        consent = open_persona_consent(folder, use)
         persona = load_persona_dir(folder)
         persona.consent = consent
         return persona

@@ -296,13 +296,21 @@ class PersonaStore:
                 "stored_bytes": sum(entry["size"] for entry in manifest["files"].values()),
                 "has_notes": "notes" in manifest["files"]}
 
-    def load(self, name: str, use: str = "call", now: datetime | None = None) -> Persona:
-        """Decrypt a persona for `use`; consent is checked before any biometric data is decrypted."""
+    def check_use(self, name: str, use: str = "call",
+                  now: datetime | None = None) -> tuple[Path, dict[str, Any], ConsentRecord]:
+        """(bundle, manifest, consent) if the persona may be used for `use` now; ConsentError if not.
+
+        Nothing of the likeness is decrypted, so a running call can ask again before each new far end."""
         bundle, manifest = self._find(name)
         consent = self._consent(manifest)
         self._check_rollback(bundle, manifest, consent)  # an old manifest must not bring consent back
         consent.check(use, now)
         self.objections.check(consent.names, consent.born, f"persona '{manifest['name']}'")
+        return bundle, manifest, consent
+
+    def load(self, name: str, use: str = "call", now: datetime | None = None) -> Persona:
+        """Decrypt a persona for `use`; consent is checked before any biometric data is decrypted."""
+        bundle, manifest, consent = self.check_use(name, use, now)
         vault = self._unlock()
         plain: dict[str, bytes] = {}
         for slot, entry in manifest["files"].items():

@@ -178,3 +178,38 @@ def test_records_written_before_kin_read_as_one_consenting_kin():
     assert record.kin == (KinConsent("Ann", "son", "consented", "ab" * 32, "c.pdf", "2026-01-02T03:04:05+00:00"),)
     assert ConsentRecord.from_json(record.to_json()) == record
     record.check("call")
+
+
+async def test_revocation_during_a_call_turns_the_next_far_end_away(home, demo, tmp_path):
+    """serve was started while both had consented; one of them revokes: the next far end is refused."""
+    import aiohttp
+    from aiortc import RTCPeerConnection
+
+    from calls.serve import ServeOptions, start_call
+    from calls.sources import FileSource
+    from filters.factory import derive
+
+    evidence = {who: tmp_path / f"{who}.pdf" for who in ("anna", "ben")}
+    for who, path in evidence.items():
+        path.write_bytes(f"signed by {who}".encode())
+    record = ConsentRecord(consented_by="Anna Miller", relationship="daughter",
+                           evidence_sha256=sha256_file(evidence["anna"]), kin=(KinConsent("Ben Miller", "son"),))
+    store = PersonaStore()
+    store.create("Grandma Rose", demo.persona_dir / "photo.png", demo.persona_dir / "voice.wav", record,
+                 evidence["anna"], derive=derive)
+    store.decide("Grandma Rose", "Ben Miller", evidence["ben"])
+    call = await start_call(open_persona("Grandma Rose", "call"), FileSource(demo.operator_clip), ServeOptions(port=0))
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = {"sdp": pc.localDescription.sdp, "type": "offer"}
+        store.revoke("Grandma Rose", by="Ben Miller")
+        async with aiohttp.ClientSession() as session:
+            async with session.post(call.join_url + "/offer", json=offer) as resp:
+                assert resp.status == 403
+                assert "no longer available" in await resp.text()
+        assert call.state.peer is None
+    finally:
+        await pc.close()
+        await call.stop()
