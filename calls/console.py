@@ -16,6 +16,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from calls.network import link_figures
 from calls.schema import BadMessage, console_command
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def figures(state: Any, cpu: CpuMeter) -> dict:
         "voice": stats.get("voice"),
         "audio": stats.get("audio"),
         "far_end": {k: report.get(k) for k in ("video", "audio", "connectionState") if k in report},
+        "far_end_link": link_figures(state.farend_report),  # "her connection is weak", with the figures
         "cpu_percent": cpu.read(),
         "cpu_cores": os.cpu_count(),
         "invite": state.invite.describe(),

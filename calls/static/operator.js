@@ -47,6 +47,15 @@ function render(f) {
     ["video codec", fmt(media.codec_in_use), `asked for ${fmt(media.codec)}`,
      Boolean(media.codec_in_use && media.codec_in_use !== media.codec)],
   ];
+  const link = f.far_end_link;  // calls/network.py: the far end's own loss, round trip, rate and frame rate
+  if (link) {
+    items.unshift([link.weak ? "her connection is weak" : "her connection",
+      link.weak ? "weak" : "good",
+      `loss ${fmt(num(link.loss_pct), " %")}, round trip ${fmt(num(link.rtt_ms), " ms")}, ` +
+      `${fmt(num(link.kbps_in), " kbit/s")}, ${fmt(num(link.fps), " fps")}` +
+      (num(link.reconnects) ? `, reconnected ${link.reconnects}x` : "") + (link.weak ? ` (${link.why})` : ""),
+      link.weak]);
+  }
   $("figures").replaceChildren(...items.map(([k, v, note, warn]) => figure(k, v, note, warn)));
   if (f.source_error) $("message").textContent = "Operator input stopped: " + String(f.source_error);
 }
