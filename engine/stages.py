@@ -260,8 +260,10 @@ class DelayLine(Generic[T]):
     """
 
     def __init__(self, out: Callable[[T], None], delay: Callable[[], float],
-                 on_drop: Callable[[int], None] | None = None, max_items: int = 64) -> None:
+                 on_drop: Callable[[int], None] | None = None, max_items: int = 64,
+                 clock: Callable[[], float] = now) -> None:
         self._out, self._delay, self._on_drop = out, delay, on_drop
+        self._clock = clock  # the capture clock; a test passes its own to check release times exactly
         self._items: list[T] = []
         self._max = max_items
         self._cond = threading.Condition()
@@ -287,11 +289,11 @@ class DelayLine(Generic[T]):
                     self._cond.wait(0.25)
                     continue
                 due_at = self._items[0].t_capture + self._delay()  # type: ignore[attr-defined]
-                wait = due_at - now()
+                wait = due_at - self._clock()
                 if wait > 0:
                     self._cond.wait(min(wait, 0.25))
                     continue
-                limit = now() - self._delay()
+                limit = self._clock() - self._delay()
                 due = [i for i in self._items if i.t_capture <= limit]  # type: ignore[attr-defined]
                 self._items = self._items[len(due):]
             if len(due) > 1 and self._on_drop:

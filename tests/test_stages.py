@@ -12,8 +12,28 @@ from engine.metrics import LatencyStats
 from engine.stages import AudioRing, LatestSlot, Worker
 
 
-def _frame(seq: int) -> VideoFrame:
-    return VideoFrame(np.zeros((2, 2, 3), np.uint8), now(), seq)
+def _frame(seq: int, t_capture: float | None = None) -> VideoFrame:
+    return VideoFrame(np.zeros((2, 2, 3), np.uint8), now() if t_capture is None else t_capture, seq)
+
+
+def _until(check, timeout: float = 10.0) -> bool:
+    """Wait for a worker thread's effect (not a fixed time): a busy machine only makes this slower."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+class ManualClock:
+    """A capture clock that moves only when the test says: release times are checked exactly."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
 
 
 def test_latest_slot_keeps_only_the_newest_and_counts_drops() -> None:
@@ -48,20 +68,23 @@ def test_slow_worker_skips_frames_instead_of_queueing() -> None:
     inbox: LatestSlot[VideoFrame] = LatestSlot()
     done: list[VideoFrame] = []
     stats = LatencyStats()
+    busy, finish = threading.Event(), threading.Event()
 
     def slow(frame: VideoFrame) -> VideoFrame:
-        time.sleep(0.02)
+        busy.set()
+        finish.wait(10)  # busy until the test has sent everything below
         return frame
 
     worker = Worker("slow", inbox, slow, done.append, stats).start()
-    for i in range(40):
+    inbox.put(_frame(0))
+    assert busy.wait(10), "the worker took the first frame"
+    for i in range(1, 40):  # 39 frames arrive while the filter is busy
         inbox.put(_frame(i))
-        time.sleep(0.002)
-    time.sleep(0.1)
+    finish.set()
+    assert _until(lambda: len(done) == 2 and done[-1].seq == 39)
     inbox.close()
     worker.join()
-    assert done[-1].seq == 39, "the newest frame is always processed"
-    assert len(done) < 20, "frames that arrived while busy were skipped, not queued"
+    assert [f.seq for f in done] == [0, 39], "the newest frame is processed; those that came meanwhile are not queued"
     assert stats.summary()["count"] == len(done)
 
 
@@ -76,9 +99,9 @@ def test_worker_survives_a_failing_filter() -> None:
 
     worker = Worker("flaky", inbox, flaky, done.append, LatencyStats()).start()
     inbox.put(_frame(0))
-    time.sleep(0.05)
+    assert _until(lambda: worker.errors == 1)
     inbox.put(_frame(1))
-    time.sleep(0.05)
+    assert _until(lambda: len(done) == 1)
     inbox.close()
     worker.join()
     assert worker.errors == 1 and [f.seq for f in done] == [1]
@@ -87,29 +110,33 @@ def test_worker_survives_a_failing_filter() -> None:
 def test_delay_line_releases_at_capture_time_plus_delay() -> None:
     from engine.stages import DelayLine
 
+    clock = ManualClock()
     released: list[tuple[int, float]] = []
-    line = DelayLine(lambda f: released.append((f.seq, now() - f.t_capture)), delay=lambda: 0.08)
-    line.put(_frame(1))
-    time.sleep(0.03)
+    line = DelayLine(lambda f: released.append((f.seq, clock() - f.t_capture)), delay=lambda: 0.08, clock=clock)
+    t0 = clock()
+    line.put(_frame(1, t_capture=t0))
+    clock.t = t0 + 0.079
+    time.sleep(0.3)  # real time passes, the capture clock does not: the line must keep holding the frame
     assert released == [], "nothing leaves before its delay is up"
-    time.sleep(0.12)
+    clock.t = t0 + 0.08
+    assert _until(lambda: released), "due now: it leaves"
     line.close()
-    assert [seq for seq, _ in released] == [1]
-    assert released[0][1] >= 0.08
+    assert [seq for seq, _ in released] == [1] and abs(released[0][1] - 0.08) < 1e-9, released
 
 
 def test_delay_line_sends_only_the_newest_of_overdue_items() -> None:
     from engine.stages import DelayLine
 
+    clock = ManualClock()
     released: list[int] = []
     dropped: list[int] = []
-    old = [VideoFrame(np.zeros((1, 1, 3), np.uint8), now() - 1.0 + i * 0.01, i) for i in range(5)]
-    line = DelayLine(lambda f: released.append(f.seq), delay=lambda: 0.05, on_drop=dropped.append)
-    for frame in old:
-        line.put(frame)
-    time.sleep(0.1)
+    line = DelayLine(lambda f: released.append(f.seq), delay=lambda: 0.05, on_drop=dropped.append, clock=clock)
+    for i in range(5):
+        line.put(_frame(i, t_capture=clock() + i * 0.01))
+    clock.t += 1.0  # all five are long overdue when the line next looks
+    assert _until(lambda: sum(dropped) + len(released) == 5)
     line.close()
-    assert released[-1] == 4 and sum(dropped) + len(released) == 5
+    assert released == [4] and sum(dropped) == 4, (released, dropped)
 
 
 async def test_audio_ring_wakes_an_async_reader_when_enough_samples_arrive() -> None:
