@@ -90,7 +90,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     from filters.factory import derive
 
     print("checking the photo and learning the voice (a few seconds)...", flush=True)
-    persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence, derive=derive)
+    persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence, derive=derive,
+                                     face=args.face, notify=lambda note: print(note, flush=True))
     print(f"created persona '{args.name.strip()}' (id {persona_id}); consent by {consent.consented_by} "
           f"({consent.relationship}) for {', '.join(sorted(consent.scope))}")
     missing = [entry.who for entry in consent.missing()]
@@ -248,6 +249,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--scope", default=",".join(sorted(USES)),
                         help="allowed uses, comma-separated: call, render (default: call,render)")
     create.add_argument("--expires", type=_expires, metavar="YYYY-MM-DD", help="day the consent ends")
+    create.add_argument("--face", type=int, metavar="N", help="in a photo of several people, the face to use, "
+                        "numbered from the left (default: the largest)")
     create.set_defaults(func=cmd_create)
 
     listing = sub.add_parser("list", help="list personas and their consent status", description=STORE_HELP,

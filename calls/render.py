@@ -1,12 +1,18 @@
 """Offline rendering: the same filters as a call, applied to a file, frame-accurate.
 
-Every input frame gives one output frame at the same rate; the sound track is converted as a whole
-(with the streaming converter's delay removed) and keeps its duration. A file with no sound gives a
-silent-free video-only output and says so.
+Every input frame gives one output frame at its own time (a variable-frame-rate phone video keeps its
+timing: each frame's timestamp is carried over, not laid on a constant grid); the sound track is converted
+as a whole (with the streaming converter's delay removed) and keeps its duration. A file with no sound
+gives a silent-free video-only output and says so.
+
+Failures are one line (MediaError) and leave nothing behind: the output is written to a hidden partial
+file and renamed into place only when complete; an output that cannot be written (a folder, a missing
+folder) is refused before any conversion starts.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,8 +47,32 @@ class RenderSummary:
                 audio]
 
 
+def check_output(output_path: Path) -> None:
+    """Refuse an output the render could not write, before the (slow) conversion starts."""
+    if output_path.is_dir():
+        raise MediaError(f"--output {output_path} is a folder: give a file name such as {output_path / 'out.mp4'}")
+    folder = output_path.parent
+    if not folder.is_dir():
+        raise MediaError(f"the output folder {folder} does not exist: create it or give another --output")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MediaError(f"the output folder {folder} is not writable: give another --output")
+
+
 def _read_audio_track(path: Path) -> np.ndarray | None:
     """The input's first sound track as mono float32 at 48 kHz, or None when it has none."""
+    try:
+        return _decode_audio_track(path)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"cannot read the sound of {path} ({exc.__class__.__name__}): the file is corrupt or "
+                         "cut short; re-export it as MP4") from exc
+
+
+def _start_seconds(stream) -> float:
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base \
+        else 0.0
+
+
+def _decode_audio_track(path: Path) -> np.ndarray | None:
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
@@ -67,6 +97,7 @@ def render(persona: Persona, input_path: Path, output_path: Path, choices: CallC
     """Render `input_path` through the persona's filters into `output_path` (MP4, H.264 + AAC)."""
     input_path, output_path = Path(input_path), Path(output_path)
     probe_media(input_path)
+    check_output(output_path)
     assembly = CallAssembly(persona, choices)
     face = assembly.face()
     call_id = assembly.call_id
@@ -84,6 +115,12 @@ def render(persona: Persona, input_path: Path, output_path: Path, choices: CallC
             rate = vin.average_rate or vin.guessed_rate or Fraction(30)
             total = vin.frames or None
             vout = dst.add_stream("libx264", rate=rate)
+            # Each frame keeps its own time, in the input's time base: variable frame rate stays in sync.
+            time_base = vin.time_base or Fraction(1, 90000)
+            vout.codec_context.time_base = time_base
+            # The output's sound starts at its first sample; the picture is timed from the same origin.
+            origin = _start_seconds(src.streams.audio[0]) if voice is not None and src.streams.audio else None
+            last_pts = -1
             vout.width, vout.height = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
             vout.pix_fmt = "yuv420p"
             vout.options = {"crf": "20", "preset": "veryfast"}
@@ -100,7 +137,11 @@ def render(persona: Persona, input_path: Path, output_path: Path, choices: CallC
                     faces += out.face_found
                     result = mark(out.image, frames)
                     vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(result), format="bgr24")
-                    vf.pts, vf.time_base = frames, 1 / rate
+                    seconds = frame.time if frame.time is not None else frames / rate
+                    if origin is None:
+                        origin = seconds  # no sound: the first frame is time zero
+                    pts = max(round((seconds - origin) / time_base), last_pts + 1)  # strictly increasing
+                    vf.pts, vf.time_base, last_pts = pts, time_base, pts
                     for packet in vout.encode(vf):
                         dst.mux(packet)
                     frames += 1
@@ -113,7 +154,13 @@ def render(persona: Persona, input_path: Path, output_path: Path, choices: CallC
                 _encode_audio(dst, aout, voice)
     except av.error.FFmpegError as exc:
         tmp.unlink(missing_ok=True)
-        raise MediaError(f"cannot render {input_path} ({exc}): the file may be corrupt; re-export it as MP4") from exc
+        reason = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
+        raise MediaError(f"cannot render {input_path} ({reason}): the file may be corrupt or cut short; "
+                         "re-export it as MP4") from exc
+    except OSError as exc:  # the output folder vanished or filled up meanwhile
+        tmp.unlink(missing_ok=True)
+        raise MediaError(f"cannot write {output_path} ({exc.strerror or exc.__class__.__name__}): check the "
+                         "folder and free space") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -122,7 +169,12 @@ def render(persona: Persona, input_path: Path, output_path: Path, choices: CallC
     if frames == 0:
         tmp.unlink(missing_ok=True)
         raise MediaError(f"{input_path} holds no decodable video frames: the file is corrupt or empty")
-    tmp.replace(output_path)
+    try:
+        tmp.replace(output_path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MediaError(f"cannot write {output_path} ({exc.strerror or exc.__class__.__name__}): give another "
+                         "--output") from exc
     assembly.record("render", strict=True, frames=frames, output=output_path.name)
     audio_s = None if voice is None else len(voice) / OUT_AUDIO_RATE
     return RenderSummary(frames, faces, 1000 * spent / frames, audio_s, output_path, call_id)

@@ -35,7 +35,7 @@ from engine.consent import ConsentRecord, sha256_file, utc_now
 from engine.errors import ConsentError, PersonaError
 from engine.ledger import Ledger, RollbackError, state_digest
 from engine.objections import ObjectionRegister
-from engine.persona import VOICE_RATE, Persona, read_photo, read_voice
+from engine.persona import VOICE_RATE, Persona, choose_face, read_photo, read_voice
 from engine.vault import Vault, VaultError, fsync_dir
 
 MANIFEST = "manifest.enc"
@@ -188,7 +188,8 @@ class PersonaStore:
     # -- create ---------------------------------------------------------------------------------------
 
     def create(self, name: str, photo_path: str | Path, voice_path: str | Path, consent: ConsentRecord | None,
-               evidence_path: str | Path | None, derive: Derive | None = None) -> str:
+               evidence_path: str | Path | None, derive: Derive | None = None, face: int | None = None,
+               notify: Callable[[str], None] | None = None) -> str:
         """Store a new persona with its consent; returns its id. Nothing is kept if any step fails."""
         name = check_name(name)
         if not isinstance(consent, ConsentRecord):
@@ -209,7 +210,10 @@ class PersonaStore:
                                            "evidence_name": consent.evidence_name or evidence_path.name})
         consent.check_active()  # refuse consent that is already revoked or expired (kin may still answer)
         self.objections.check(consent.names, consent.born, f"persona '{name}'")
-        photo = read_photo(photo_path)
+        choice = choose_face(read_photo(photo_path), face, f"persona photo {photo_path}")
+        photo = choice.photo  # a group photo is cropped to one face: the largest, or --face N
+        if choice.note and notify is not None:
+            notify(choice.note)
         voice = np.ascontiguousarray(read_voice(voice_path), dtype="<f4")
         derived = self._derive(derive, Persona(name=name, photo=photo, voice=voice, consent=consent))
         ok, png = cv2.imencode(".png", photo)  # lossless, and drops EXIF such as GPS position
