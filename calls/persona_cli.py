@@ -89,7 +89,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                             full_name=args.full_name or "", born=args.born)
     from filters.factory import derive
 
-    print("checking the photo and learning the voice (a few seconds)...", flush=True)
+    print("checking the photo and learning the voice (up to a minute for a long sample)...", flush=True)
     persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence, derive=derive,
                                      face=args.face, notify=lambda note: print(note, flush=True))
     print(f"created persona '{args.name.strip()}' (id {persona_id}); consent by {consent.consented_by} "

@@ -30,6 +30,8 @@ MIN_VOICE_SECONDS = 3.0
 SILENCE_RMS = 0.003
 MAX_PHOTO_PIXELS = 40_000_000
 MAX_VOICE_SECONDS = 600.0  # 10 minutes; 15-90 s is what the voice converters need
+# What a persona keeps of a longer sample: learning from 10 minutes took 2.3 GB (benchmarks/persona_memory.py)
+KEEP_VOICE_SECONDS = 180.0
 
 
 @dataclass
@@ -169,6 +171,16 @@ def check_voice(samples: np.ndarray, rate: int, origin: str) -> np.ndarray:
     if not np.isfinite(rms) or rms < SILENCE_RMS:
         raise PersonaError(f"voice sample {origin} is silent: give a recording in which the person speaks")
     return samples
+
+
+def keep_voice(samples: np.ndarray, origin: str) -> tuple[np.ndarray, str]:
+    """The part of a long voice sample a persona keeps and learns from, and a note saying so ("" if whole)."""
+    keep = int(KEEP_VOICE_SECONDS * VOICE_RATE)
+    if len(samples) <= keep:
+        return samples, ""
+    return samples[:keep].copy(), (f"voice sample {origin} is {len(samples) / VOICE_RATE / 60:.1f} minutes long: "
+                                   f"its first {KEEP_VOICE_SECONDS / 60:g} minutes are kept and learnt from "
+                                   "(15-90 s is what the voice needs)")
 
 
 def read_voice(path: str | Path) -> np.ndarray:

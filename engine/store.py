@@ -35,7 +35,7 @@ from engine.consent import ConsentRecord, sha256_file, utc_now
 from engine.errors import ConsentError, PersonaError
 from engine.ledger import Ledger, RollbackError, state_digest
 from engine.objections import ObjectionRegister
-from engine.persona import VOICE_RATE, Persona, choose_face, read_photo, read_voice
+from engine.persona import VOICE_RATE, Persona, choose_face, keep_voice, read_photo, read_voice
 from engine.vault import Vault, VaultError, fsync_dir
 
 MANIFEST = "manifest.enc"
@@ -214,7 +214,10 @@ class PersonaStore:
         photo = choice.photo  # a group photo is cropped to one face: the largest, or --face N
         if choice.note and notify is not None:
             notify(choice.note)
-        voice = np.ascontiguousarray(read_voice(voice_path), dtype="<f4")
+        voice, note = keep_voice(read_voice(voice_path), str(voice_path))
+        voice = np.ascontiguousarray(voice, dtype="<f4")
+        if note and notify is not None:
+            notify(note)
         derived = self._derive(derive, Persona(name=name, photo=photo, voice=voice, consent=consent))
         ok, png = cv2.imencode(".png", photo)  # lossless, and drops EXIF such as GPS position
         if not ok:
