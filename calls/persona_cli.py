@@ -104,7 +104,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_consent(args: argparse.Namespace) -> int:
     consent = _store(args).decide(args.name, args.by, args.evidence, withhold=args.withhold)
     verb = "withheld consent to" if args.withhold else "consented to"
-    print(f"recorded: {args.by.strip()} {verb} persona '{args.name}'; consent is now {consent.status()}")
+    who = next((entry.who for entry in consent.kin if entry.key == person_key(args.by)), args.by.strip())
+    print(f"recorded: {who} {verb} persona '{args.name}'; consent is now {consent.status()}")
     return 0
 
 
