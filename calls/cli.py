@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from calls.media_options import add_media_arguments
+from calls.sfu import cli as sfu_cli
 from engine.errors import EvercallError
 from calls.assembly import CallChoices
 from calls.call_inputs import (PERSONA_HELP, add_face_options, add_persona_and_source, persona_from_args,
@@ -36,6 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            invite_ttl_s=args.invite_hours * 3600,
                            tls_cert=args.tls_cert, tls_key=args.tls_key, tls_self_signed=args.tls_self_signed,
                            media=media_options_from_args(args))
+    sfu_cli.extend(options, args)
     options.ssl_context()  # refuse an unsafe bind before the persona and camera are opened
     persona = persona_from_args(args, "call")
     source = source_from_args(args)
@@ -48,6 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"the link expires {call.state.invite.describe()['expires_at']}", flush=True)
         if call.tls_fingerprint:
             print(f"TLS certificate SHA-256 fingerprint: {call.tls_fingerprint}", flush=True)
+        sfu_cli.announce(call, args)
 
     asyncio.run(serve_forever(persona, source, options, announce))
     print("call ended", flush=True)
@@ -95,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="make (once) and use a self-signed certificate; its fingerprint is printed so the far "
                             "end can check it")
     add_media_arguments(serve)
+    sfu_cli.add_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
     rend = sub.add_parser("render", help="convert a video file offline",

@@ -37,6 +37,7 @@ class ServeOptions:
     tls_key: Path | None = None
     tls_self_signed: bool = False
     media: MediaOptions = field(default_factory=MediaOptions)
+    extensions: list = field(default_factory=list)  # f(CallServer) before it starts: e.g. the SFU room (calls/sfu)
 
     def ssl_context(self) -> tuple[ssl.SSLContext | None, str | None]:
         """(context, fingerprint): None for plain HTTP, which only a loopback bind may use."""
@@ -104,6 +105,8 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
     server = CallServer(state, controls)
     if hasattr(source, "attach"):  # a source with routes of its own (calls/operator_browser.py)
         source.attach(server)
+    for extend in options.extensions:
+        extend(server)
     runner = web.AppRunner(server.app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, ssl_context=context)
