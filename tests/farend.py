@@ -45,3 +45,18 @@ async def join_for(url: str, seconds: float, on_video: Optional[Callable] = None
         task.cancel()
     await pc.close()
     return {"state": state, "answer_sdp": answer["sdp"]}
+
+
+def count_frames_sent(pipeline) -> list[int]:
+    """From now on, count the fresh frames the relay's outgoing video track sends (read `counter[0]`).
+
+    What this machine's relay managed to send is the yardstick for what a far end should have received:
+    a busy machine sends fewer frames, and a test must not blame the transport for that."""
+    counter = [0]
+    note = pipeline.note_video_sent
+
+    def counted(t_capture: float) -> None:
+        counter[0] += 1
+        note(t_capture)
+    pipeline.note_video_sent = counted
+    return counter
