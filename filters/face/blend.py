@@ -102,3 +102,35 @@ def composite(frame: np.ndarray, patch: np.ndarray, alpha: np.ndarray, box: tupl
     if roi.shape != patch.shape or roi.shape[:2] != alpha.shape:
         raise ValueError("patch and alpha must match the box")
     frame[y0:y1, x0:x1] = cv2.blendLinear(patch, roi, alpha, 1.0 - alpha)
+
+
+def feathered_region(inside: np.ndarray, size: float, shape: tuple[int, int],
+                     box: tuple[int, int, int, int]) -> np.ndarray:
+    """Soft alpha (float32 0..1, box-sized) that is 1 well inside the drawn region `inside` (uint8, box-sized)
+    and fades out toward its edge: for a face whose outline is what was drawn (a turned 3-D face's
+    silhouette), not a polygon. Where the box meets the frame's edge the region is taken to go on, so a
+    face cut by the frame does not fade out along it. `size` is the face width in pixels."""
+    x0, y0, x1, y1 = box
+    h, w = shape
+    pad = int(np.ceil(size * (ERODE_FRACTION + FEATHER_FRACTION))) + 2
+    pads = (pad if y0 == 0 else 0, pad if y1 == h else 0, pad if x0 == 0 else 0, pad if x1 == w else 0)
+    grown = cv2.copyMakeBorder(inside, *pads, cv2.BORDER_REPLICATE)
+    grown = cv2.copyMakeBorder(grown, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    dist = cv2.distanceTransform(grown, cv2.DIST_L2, cv2.DIST_MASK_3)
+    dist = dist[1 + pads[0] : 1 + pads[0] + (y1 - y0), 1 + pads[2] : 1 + pads[2] + (x1 - x0)]
+    ramp = (dist - np.float32(size * ERODE_FRACTION)) * np.float32(1.0 / (size * FEATHER_FRACTION))
+    np.clip(ramp, 0.0, 1.0, out=ramp)
+    return ramp * ramp * (3.0 - 2.0 * ramp)
+
+
+def cut_mouth(alpha: np.ndarray, mouth: np.ndarray, box: tuple[int, int, int, int], size: float,
+              weight: float) -> None:
+    """Cut the inner-lip polygon `mouth` (frame pixels) out of `alpha` (box-sized) in place, by `weight`
+    (0 keeps the persona's mouth, 1 shows the operator's mouth interior fully)."""
+    if weight <= 0.0:
+        return
+    x0, y0, x1, y1 = box
+    hole = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(hole, [_fixed(np.asarray(mouth, np.float32) - (x0, y0))], 255, lineType=cv2.LINE_AA, shift=_SHIFT)
+    hole_alpha = blur_mask(hole, size * MOUTH_FEATHER_FRACTION).astype(np.float32) * np.float32(1 / 255)
+    alpha *= 1.0 - np.float32(min(weight, 1.0)) * hole_alpha

@@ -45,9 +45,14 @@ def face_down(points: np.ndarray) -> np.ndarray:
 
 
 class FaceMesher(ClosesOnExit):
-    """Finds the largest face and returns its mesh points in pixels, shape (478, 2) float32, or None."""
+    """Finds the largest face and returns its mesh points in pixels, shape (478, 2) float32, or None.
 
-    def __init__(self, still: bool = False, min_confidence: float = 0.5) -> None:
+    With `depth=True` the points are (478, 3): x, y and MediaPipe's relative depth z (away from the
+    camera), all three in pixels (z is given on the same scale as x), which is what the 3-D face needs.
+    """
+
+    def __init__(self, still: bool = False, min_confidence: float = 0.5, depth: bool = False) -> None:
+        self._depth = depth
         self._mesh = _face_mesh_module().FaceMesh(
             static_image_mode=still,
             max_num_faces=1,
@@ -66,8 +71,9 @@ class FaceMesher(ClosesOnExit):
         if not result.multi_face_landmarks:
             return None
         lm = result.multi_face_landmarks[0].landmark
-        pts = np.array([(p.x * w, p.y * h) for p in lm], dtype=np.float32)
-        return pts
+        if self._depth:
+            return np.array([(p.x * w, p.y * h, p.z * w) for p in lm], dtype=np.float32)
+        return np.array([(p.x * w, p.y * h) for p in lm], dtype=np.float32)
 
     def close(self) -> None:
         self._mesh.close()

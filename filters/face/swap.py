@@ -23,7 +23,8 @@ from scipy.spatial import Delaunay
 
 from engine.face_contract import FaceOutput, check_frame
 from filters.face.animate import mesh_openness
-from filters.face.blend import composite, cut_mouth, face_width, feathered_region, mouth_cut_weight
+from filters.face.blend import (composite, cut_mouth, face_width, feathered_mask, feathered_region,
+                                 mouth_cut_weight)
 from filters.face.color import transfer_color
 from filters.face.face3d import canonical, fit_pose, point_facing, render, signed_areas
 from filters.face.fallback import FADE_S, HOLD_S, LostFacePolicy
@@ -43,9 +44,11 @@ OCCLUSION_REACH = 1.5
 NEUTRAL_SECONDS = 4.0  # the operator's resting face follows over about this long
 WARM_FRAMES = 10  # over the first frames it follows quickly (the tracker's first meshes settle)
 WARM_RATE = 0.3
+LEARN_MAX_YAW = 15.0  # degrees: only a head this close to frontal teaches the resting face
 BUSY_OPENNESS = 0.08  # a mouth this open (inner-lip gap over width) is talking: it hardly teaches the rest
-LIQUIFY_FACING = 0.15  # only outline points the camera sees this squarely steer the liquify
+LIQUIFY_FACING = 0.4  # only points the camera sees this squarely (left-right) steer the liquify
 UNFOLD_ROUNDS = 3
+HIDDEN_OUTLINE_SHRINK = 0.97
 
 
 class FaceSwapFilter(ClosesOnExit):
@@ -66,6 +69,13 @@ class FaceSwapFilter(ClosesOnExit):
         self._oval = np.array(face_oval_indices(), dtype=np.int32)
         self._mouth = np.array(lips_inner_indices(), dtype=np.int32)
         self._outline_set = warp_point_subset(self._canon.uv, EXTRA_WARP_POINTS)
+        # The liquify moves the jaw and cheeks, not the hairline: moving the forehead drags his hair about.
+        # Her shape is taken in full from the brows down and eased to his at the top of the forehead, so her
+        # face always reaches his hairline (nothing of his forehead shows above hers).
+        ys = self._canon.points[:, 1]
+        brow, top, chin = ys[[105, 334]].mean(), ys.min(), ys[152]
+        self._liquify_weight = np.clip((ys - brow) / (0.25 * (chin - brow)), 0.0, 1.0)
+        self._shape_weight = np.clip((ys - top) / (brow - top), 0.0, 1.0)[:, None]
         self._neutral: np.ndarray | None = None
         self._seen = 0
         self._mesher = FaceMesher(still=False, depth=True)
@@ -101,13 +111,13 @@ class FaceSwapFilter(ClosesOnExit):
         own = pose.undo(operator)
         if self._neutral is None:
             self._neutral, self._seen = own.copy(), 0
-        else:
+        elif abs(pose.angles()[0]) <= LEARN_MAX_YAW:  # a turned head's mesh is not its resting shape
             self._seen += 1
             rate = WARM_RATE if self._seen <= WARM_FRAMES else 1.0 / (NEUTRAL_SECONDS * 30.0)
             if mesh_openness(own) > mesh_openness(self._neutral) + BUSY_OPENNESS:
                 rate *= 0.1
             self._neutral += rate * (own - self._neutral)
-        shape = own + self._strength * (self._likeness.shape - self._neutral)
+        shape = own + self._strength * self._shape_weight * (self._likeness.shape - self._neutral)
         return pose.apply(shape)
 
     def _convert(self, image: np.ndarray, operator: np.ndarray) -> np.ndarray | None:
@@ -116,15 +126,18 @@ class FaceSwapFilter(ClosesOnExit):
         out = image.copy()
         target = self.target(operator)
         op2, dst2 = operator[:, :2], target[:, :2]
+        outline = op2[self._oval]
         if self._strength > 0:
-            self._liquify(image, out, operator, target)
+            outline = self._liquify(image, out, operator, target)
         atlas = self._likeness.atlas
-        patch, drawn, box = render(atlas.texture, atlas.points, target, self._canon.triangles, shape)
+        patch, drawn, box = render(atlas.texture, atlas.points, target, self._canon.coarse, shape)
         x0, y0, x1, y1 = box
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
         size = face_width(dst2[self._oval])
-        alpha = feathered_region(drawn, size, shape, box)
+        # Inside what was drawn, and inside his head's outline as liquified: where the liquify could not
+        # follow (the far side of a turned head), her face must not spill past his silhouette.
+        alpha = np.minimum(feathered_region(drawn, size, shape, box), feathered_mask(outline, box))
         cut_mouth(alpha, dst2[self._mouth], box, size, mouth_cut_weight(mesh_openness(dst2)))
         obox = _grown_box(op2[self._oval], OCCLUSION_REACH, shape)
         occlusion = self._occluders(image, op2.astype(np.float32), obox)
@@ -142,30 +155,46 @@ class FaceSwapFilter(ClosesOnExit):
             composite(out, image[oy0:oy1, ox0:ox1], occlusion.mask, obox)
         return out
 
-    def _liquify(self, image: np.ndarray, out: np.ndarray, operator: np.ndarray, target: np.ndarray) -> None:
+    def _liquify(self, image: np.ndarray, out: np.ndarray, operator: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Move the operator's own head outline (jaw, cheeks) to where hers is, in `out`, so none of his
-        face shows beside hers. Only points the camera sees steer it; a ring of anchors holds the rest."""
+        face shows beside hers. Only points the camera sees steer it; a ring of anchors holds the rest.
+        Returns the face outline's points (2-D) where the liquify put them."""
         sub = self._outline_set
-        seen = sub[point_facing(operator)[sub] > LIQUIFY_FACING]
+        seen = sub[point_facing(operator, sideways=True)[sub] > LIQUIFY_FACING]
+        outline = operator[self._oval, :2].copy()
+        centre = outline.mean(axis=0)
         if len(seen) < 8:
-            return
-        anchors = ring(operator[:, :2].astype(np.float32), self._oval)
+            return outline
+        # The ring holds the room; the outline points the camera does not see (the far side of a turned
+        # head) hold his silhouette there, so nothing beside it is dragged.
+        hidden = np.setdiff1d(self._oval, seen)
+        anchors = np.concatenate([ring(operator[:, :2].astype(np.float32), self._oval), operator[hidden, :2]])
         src = np.concatenate([operator[seen, :2], anchors]).astype(np.float32)
-        dst = np.concatenate([target[seen, :2], anchors]).astype(np.float32)
+        moved = operator[seen, :2] + self._liquify_weight[seen, None] * (target[seen, :2] - operator[seen, :2])
+        dst = np.concatenate([moved, anchors]).astype(np.float32)
         tris = Delaunay(src).simplices.astype(np.int32)
         s_src = np.sign(signed_areas(src, tris))
-        for _ in range(UNFOLD_ROUNDS + 1):  # ease back the points of any triangle the move would fold
+        # Ease back the points of any triangle the move would fold (a tear): halve their move, and if that
+        # is not enough, leave them where they are; neighbours may then fold in turn, so a few rounds.
+        for k in range(2 * UNFOLD_ROUNDS + 1):
             folded = np.sign(signed_areas(dst, tris)) != s_src
             if not folded.any():
                 break
             bad = np.unique(tris[folded])
-            dst[bad] = src[bad] + 0.5 * (dst[bad] - src[bad])
+            dst[bad] = src[bad] + (0.5 if k < UNFOLD_ROUNDS else 0.0) * (dst[bad] - src[bad])
         else:
-            return  # still folded: leave his outline as it is rather than tear it
+            return outline  # still folded: leave his outline as it is rather than tear it
         moved, inside, (bx0, by0, bx1, by1) = warp_face(image, src, dst, tris, image.shape[:2])
         if bx1 > bx0:
             region = out[by0:by1, bx0:bx1]
             np.copyto(region, moved, where=(inside > 0)[..., None])
+        row = {int(i): k for k, i in enumerate(seen)}
+        for j, i in enumerate(self._oval):
+            if int(i) in row:
+                outline[j] = dst[row[int(i)]]
+            else:  # the tracker's far outline lies a little outside the silhouette it sees: pull it in
+                outline[j] = centre + HIDDEN_OUTLINE_SHRINK * (outline[j] - centre)
+        return outline
 
     def close(self) -> None:
         self._mesher.close()

@@ -1,0 +1,131 @@
+"""Operator clips made from one photo: the head turns to +-40 degrees, nods, and comes closer and goes further.
+
+No package ships a face video, so the clips are synthesised. The photo is framed as a webcam would frame
+it (640x480, face about 150 px wide). For each frame the head is turned in 3-D: the person's own face is
+unwrapped into the pose-free atlas and drawn again at the new pose with the person's own 3-D shape
+(filters/face/face3d.py), over the frame whose head region was first swung about a vertical cylinder (so
+hair and ears move with the face); then the whole frame is zoomed about the face. The face drawn is the
+person's own, so the yardstick still sees the operator in these frames (the benchmark reports how close).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from filters.face.atlas import unwrap
+from filters.face.blend import composite, face_width, feathered_region
+from filters.face.face3d import Pose, canonical, fit_pose, mesh3d, render, symmetrised, point_facing
+from filters.face.landmarks import FaceMesher, face_oval_indices
+
+FRAME = (480, 640)  # h, w
+FACE_PX = 150
+GREY = (118, 118, 118)
+MAX_TURN = 60.0
+
+
+@dataclass
+class ClipFrame:
+    image: np.ndarray
+    yaw: float  # degrees the head is turned from the photo's own pose (the sign of Pose.angles' yaw)
+    pitch: float
+    zoom: float
+    photo_yaw: float  # the photo's own head turn
+
+
+def frame_photo(photo: np.ndarray, face_px: float = FACE_PX, size: tuple[int, int] = FRAME) -> np.ndarray:
+    """The photo scaled so the face is `face_px` wide and cropped (grey beyond its edges) to a webcam frame
+    with the face a little above the middle."""
+    with FaceMesher(still=True) as mesher:
+        pts = mesher(photo)
+    if pts is None:
+        raise ValueError("no face in the operator photo")
+    pts = pts[:468]
+    k = face_px / face_width(pts[face_oval_indices()])
+    centre = pts.mean(axis=0)
+    h, w = size
+    m = np.array([[k, 0, w / 2 - k * centre[0]], [0, k, 0.42 * h - k * centre[1]]], np.float32)
+    return cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=GREY)
+
+
+def schedule(n: int) -> list[tuple[float, float, float]]:
+    """(yaw, pitch, zoom) for each of `n` frames: turn to +40, back, to -40, back (degrees from frontal); three
+    nods; closer and further."""
+    out = []
+    for i in range(n):
+        s = i / max(n - 1, 1)
+        yaw = 40.0 * np.sin(2 * np.pi * s)  # 0 -> +40 -> 0 -> -40 -> 0
+        pitch = 12.0 * np.sin(6 * np.pi * s)  # three nods
+        zoom = 1.0 + 0.2 * np.sin(4 * np.pi * s + 0.5)  # about 0.8x to 1.2x the face size
+        out.append((float(yaw), float(pitch), float(zoom)))
+    return out
+
+
+class ClipMaker:
+    """Frames of one operator at chosen poses, drawn from their framed photo."""
+
+    def __init__(self, photo: np.ndarray) -> None:
+        self.base = frame_photo(photo)
+        with FaceMesher(still=True, depth=True) as mesher:
+            found = mesher(self.base)
+        if found is None:
+            raise ValueError("no face in the framed operator photo")
+        self.mesh = mesh3d(found)
+        self.pose = fit_pose(self.mesh)
+        self.shape = symmetrised(self.pose.undo(self.mesh), point_facing(self.mesh))
+        self.atlas = unwrap(self.base, self.mesh)
+        self.oval = np.array(face_oval_indices(), np.int32)
+
+    def frame(self, yaw: float, pitch: float, zoom: float) -> ClipFrame:
+        h, w = self.base.shape[:2]
+        pts = self.mesh[:, :2]
+        centre = pts[self.oval].mean(axis=0)
+        image = _swing(self.base, pts, self.oval, -yaw) if abs(yaw) > 0.5 else self.base.copy()
+        if abs(yaw) > 0.5 or abs(pitch) > 0.5:
+            # Turn about the head's centre (a little behind the face), not about the canonical origin.
+            pivot = np.array([0.0, 0.25, 0.45])
+            posed = Pose(self.pose.scale, self.pose.rot, self.pose.shift)
+            turned = posed.turned(yaw, pitch)
+            shift = posed.apply(pivot[None])[0] - turned.apply(pivot[None])[0]
+            turned = Pose(turned.scale, turned.rot, turned.shift + shift)
+            target = turned.apply(self.shape)
+            c = canonical()
+            patch, drawn, box = render(self.atlas.texture, self.atlas.points, target, c.coarse, (h, w))
+            if box[2] - box[0] > 8:
+                size = face_width(target[self.oval, :2])
+                alpha = feathered_region(drawn, size, (h, w), box)
+                composite(image, patch, alpha, box)
+        m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0.0, zoom)
+        image = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return ClipFrame(image, yaw, pitch, zoom, self.pose.angles()[0])
+
+    @property
+    def photo_yaw(self) -> float:
+        return self.pose.angles()[0]
+
+    def clip(self, n: int) -> list[ClipFrame]:
+        """`n` frames whose head turns between +-40 degrees from frontal (a photo already turned is turned
+        back through frontal; at most MAX_TURN from its own pose, past which its far side is all mirror)."""
+        own = self.pose.angles()[0]
+        return [self.frame(float(np.clip(yaw - own, -MAX_TURN, MAX_TURN)), pitch, zoom)
+                for yaw, pitch, zoom in schedule(n)]
+
+
+def _swing(image: np.ndarray, pts: np.ndarray, oval: np.ndarray, degrees: float) -> np.ndarray:
+    """The head region turned by `degrees` about a vertical cylinder through the face (hair and ears follow;
+    the face itself is drawn again in 3-D over it)."""
+    h, w = image.shape[:2]
+    outline = pts[oval]
+    cx, r = float(outline[:, 0].mean()), float(np.ptp(outline[:, 0])) / 2 * 1.35
+    xs = np.arange(w, dtype=np.float32)
+    phi = np.arcsin(np.clip((xs - cx) / r, -1, 1)) - np.radians(degrees)
+    src = np.where(np.abs(phi) < np.pi / 2, cx + r * np.sin(phi), np.where(phi < 0, cx - r, cx + r))
+    src = np.where(np.abs(xs - cx) < r, src, xs)
+    top, chin = float(pts[:, 1].min()) - 0.8 * r, float(pts[152, 1]) + 0.2 * r
+    ys = np.arange(h, dtype=np.float32)
+    rows = np.clip(1 - (ys - chin) / (0.5 * r), 0, 1) * np.clip((ys - top) / (0.3 * r) + 1, 0, 1)
+    map_x = (xs[None, :] + rows[:, None] * (src - xs)[None, :]).astype(np.float32)
+    map_y = np.repeat(ys[:, None], w, axis=1).astype(np.float32)
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
