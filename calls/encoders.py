@@ -91,10 +91,14 @@ def _capped(base: type, module: ModuleType) -> type:
     private = f"_{base.__name__}__target_bitrate"
 
     class Capped(base):  # type: ignore[misc, valid-type]
-        def __init__(self, max_bps: int) -> None:
+        def __init__(self, max_bps: int, start_bps: Optional[int] = None) -> None:
             super().__init__()
             self.max_bps = max_bps
-            setattr(self, private, max_bps)
+            # What the path carries now, from the far end's loss reports (calls/network.py: PathFollower);
+            # aiortc itself only follows REMB, which a bottleneck that drops rather than queues never moves.
+            self.path_cap_bps: Optional[int] = None
+            self.requested_bps = int(start_bps or max_bps)  # the start, then the far end's latest REMB
+            setattr(self, private, min(self.requested_bps, max_bps))
 
         @property
         def target_bitrate(self) -> int:
@@ -102,7 +106,16 @@ def _capped(base: type, module: ModuleType) -> type:
 
         @target_bitrate.setter
         def target_bitrate(self, bitrate: int) -> None:
-            setattr(self, private, int(min(max(bitrate, module.MIN_BITRATE), self.max_bps)))
+            self.requested_bps = int(bitrate)
+            rate = min(max(bitrate, module.MIN_BITRATE), self.max_bps)
+            if self.path_cap_bps is not None:
+                rate = min(rate, self.path_cap_bps)
+            setattr(self, private, int(rate))
+
+        def cap_to(self, bps: Optional[int]) -> None:
+            """Hold the bitrate at or below `bps` (None: no path limit); takes effect at the next frame."""
+            self.path_cap_bps = None if bps is None else int(bps)
+            self.target_bitrate = self.requested_bps
 
     Capped.__name__ = Capped.__qualname__ = f"Capped{base.__name__}"
     Capped.private_attribute = private
@@ -117,9 +130,11 @@ def _get_encoder(codec):
     mime = codec.mimeType.lower()
     if mime == "audio/opus":
         return LowDelayOpusEncoder(tuning.opus_frame_ms, tuning.opus_fec_loss_pct)
-    if tuning.video_kbps is not None and mime in ("video/vp8", "video/h264"):
-        cls = CappedVp8Encoder if mime == "video/vp8" else CappedH264Encoder
-        return cls(tuning.video_kbps * 1000)
+    if mime in ("video/vp8", "video/h264"):
+        cls, module = (CappedVp8Encoder, vpx) if mime == "video/vp8" else (CappedH264Encoder, h264)
+        if tuning.video_kbps is not None:
+            return cls(tuning.video_kbps * 1000)
+        return cls(module.MAX_BITRATE, module.DEFAULT_BITRATE)  # aiortc's own range, plus a path cap
     return aiortc_get_encoder(codec)
 
 
@@ -130,7 +145,7 @@ def _requires() -> list[str]:
     missing += lacks(opus, "codec", "resampler") + (lacks(opus.codec, "options", "bit_rate")
                                                      if hasattr(opus, "codec") else [])
     for base, capped, module in ((Vp8Encoder, CappedVp8Encoder, vpx), (H264Encoder, CappedH264Encoder, h264)):
-        missing += lacks(module, "MIN_BITRATE") + lacks(base(), capped.private_attribute)
+        missing += lacks(module, "MIN_BITRATE", "MAX_BITRATE", "DEFAULT_BITRATE") + lacks(base(), capped.private_attribute)
         if not isinstance(getattr(base, "target_bitrate", None), property):
             missing.append(f"{base.__name__}.target_bitrate (a property)")
     return missing

@@ -29,6 +29,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MIN_ASPECT, MAX_ASPECT = 0.4, 2.5  # narrower or wider than any real screen: clamp (a bad report must not crash)
+LONG_SIDES = (640, 480, 360, 240)  # the picture's long side, largest first
 DETECT_WIDTH = 320  # the detector sees a copy this wide: plenty for a face that fills a video call
 
 
@@ -51,13 +52,15 @@ def clamp_aspect(width: float, height: float) -> float:
 def size_for(aspect: float, bitrate_bps: float | None, fps: float = 30.0) -> tuple[int, int]:
     """The picture size to send for a screen of `aspect` at the encoder's bitrate.
 
-    About 0.05 bit per pixel per frame keeps VP8 clear at video-call content; the long side stays between
-    240 and 640 px (a phone shows it full screen; more would only cost bitrate the path may not have).
+    About 0.05 bit per pixel per frame keeps VP8 clear at video-call content; the long side is one of
+    LONG_SIDES (a phone shows it full screen; more would only cost bitrate the path may not have).
     Both sides are even (I420).
     """
     bits_per_frame = (bitrate_bps or 500_000) / max(fps, 1.0)
     pixels = bits_per_frame / 0.05
-    long_side = min(640.0, max(240.0, math.sqrt(pixels * max(aspect, 1 / aspect))))
+    fits = math.sqrt(pixels * max(aspect, 1 / aspect))
+    # A few steps, not a continuum: every new size restarts the encoder (a keyframe).
+    long_side = next((s for s in LONG_SIDES if s <= fits), LONG_SIDES[-1])
     if aspect >= 1:
         w, h = long_side, long_side / aspect
     else:

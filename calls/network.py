@@ -5,6 +5,7 @@ Three small jobs, each needed because a grandmother's home Wi-Fi or 4G is not th
   into a few figures and one verdict, "her connection is weak", for the operator page;
 - `video_bitrate(pc)`: the bitrate aiortc's video encoder is aiming at now (receiver reports move it), so
   the framing can send fewer pixels on a thin path instead of a picture that freezes;
+- `PathFollower`: caps that bitrate by the far end's reported loss (aiortc itself follows only REMB);
 - `Impairment` / `impaired_paths()`: loss, delay, a rate limit and outages applied in user space to every
   UDP datagram aioice sends or receives (this machine's kernel has no `netem`). Tests and the benchmark
   put the relay's side of a call behind it; a browser far end then sees a real lossy, slow path.
@@ -63,14 +64,72 @@ def video_bitrate(pc: Any) -> Optional[int]:
     aiortc keeps the encoder private to the sender and moves its `target_bitrate` on each REMB the far end
     sends; reading it is the only way to know what the path allows. Any change in aiortc gives None.
     """
+    encoder = getattr(_video_sender(pc), "_RTCRtpSender__encoder", None)
+    bitrate = getattr(encoder, "target_bitrate", None)
+    return int(bitrate) if isinstance(bitrate, (int, float)) else None
+
+
+def _video_sender(pc: Any) -> Any:
     for sender in getattr(pc, "getSenders", lambda: [])():
         track = getattr(sender, "track", None)
-        if track is None or track.kind != "video":
-            continue
-        encoder = getattr(sender, "_RTCRtpSender__encoder", None)
-        bitrate = getattr(encoder, "target_bitrate", None)
-        return int(bitrate) if isinstance(bitrate, (int, float)) else None
+        if track is not None and track.kind == "video":
+            return sender
     return None
+
+
+class PathFollower:
+    """Holds the video bitrate under what the far end's path carries, judged by her loss reports.
+
+    aiortc moves its encoder's bitrate only on REMB, the far end's delay-based estimate. A home router or a
+    4G cell that drops packets when its queue is full rather than delaying them more never moves that
+    estimate: the relay keeps sending above the bottleneck and the picture freezes. This is the loss-based
+    half of Google's congestion control, on the RTCP receiver reports aiortc already keeps: over
+    `high_loss` the cap drops in proportion to the loss, under `low_loss` it climbs `climb` per step
+    (towards no cap), in between it holds. Steps are at least `min_step_s` apart, since each bitrate
+    change makes aiortc restart its encoder (a keyframe).
+    """
+
+    def __init__(self, pc: Any, interval_s: float = 0.5, high_loss: float = 0.10, low_loss: float = 0.02,
+                 climb: float = 1.1, min_step_s: float = 2.0, floor_bps: int = 120_000) -> None:
+        self.pc = pc
+        self.interval_s, self.high_loss, self.low_loss = interval_s, high_loss, low_loss
+        self.climb, self.min_step_s, self.floor_bps = climb, min_step_s, floor_bps
+        self.cap_bps: Optional[int] = None
+        self.loss: Optional[float] = None
+        self._last_report: Any = None
+        self._last_step = float("-inf")
+
+    def step(self, encoder: Any, loss: float, now: float) -> Optional[int]:
+        """Apply one loss report (0..1) to `encoder` (which has `cap_to`); the cap now in force."""
+        self.loss = loss
+        if now - self._last_step < self.min_step_s:
+            return self.cap_bps
+        rate = encoder.target_bitrate
+        if loss > self.high_loss:
+            self.cap_bps = max(self.floor_bps, int(rate * (1 - 0.5 * loss)))
+        elif loss < self.low_loss and self.cap_bps is not None:
+            self.cap_bps = int(self.cap_bps * self.climb)
+            if self.cap_bps >= getattr(encoder, "max_bps", self.cap_bps + 1):
+                self.cap_bps = None
+        else:
+            return self.cap_bps
+        self._last_step = now
+        encoder.cap_to(self.cap_bps)
+        return self.cap_bps
+
+    async def run(self) -> None:
+        """Follow the path until the connection closes (cancel the task to stop sooner)."""
+        loop = asyncio.get_running_loop()
+        while getattr(self.pc, "connectionState", "closed") != "closed":
+            await asyncio.sleep(self.interval_s)
+            sender = _video_sender(self.pc)
+            encoder = getattr(sender, "_RTCRtpSender__encoder", None)
+            if encoder is None or not hasattr(encoder, "cap_to"):
+                continue  # no frame sent yet, or aiortc's own encoder (send tuning withdrawn)
+            for stats in (await sender.getStats()).values():
+                if stats.type == "remote-inbound-rtp" and stats.timestamp != self._last_report:
+                    self._last_report = stats.timestamp
+                    self.step(encoder, (stats.fractionLost or 0) / 256, loop.time())
 
 
 # -- an impaired path, in user space ------------------------------------------------------------------

@@ -46,7 +46,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from calls import schema
 from calls.console import Controls, CpuMeter, figures
 from calls.framing import FaceFramer
-from calls.network import link_figures, video_bitrate
+from calls.network import PathFollower, link_figures, video_bitrate
 from calls.ice import rtc_configuration
 from calls.media_options import MediaOptions, answered_video_codec, prefer_video_codec
 from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
@@ -444,6 +444,7 @@ class CallServer:
             reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
             return bad_request(f"cannot use this offer: {reason}")
         self._watch(pc, claim)
+        self.state.peer_tasks.append(asyncio.ensure_future(PathFollower(pc).run()))  # bitrate under her path
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
     def _watch(self, pc: RTCPeerConnection, claim: int) -> None:

@@ -221,12 +221,13 @@ from contextlib import asynccontextmanager  # noqa: E402  (kept with the DevTool
 @asynccontextmanager
 async def devtools_page(url: str, device: dict, video: Path | None = None, audio: Path | None = None,
                         allow: tuple[str, ...] | None = None, autoplay_without_tap: bool = False,
-                        extra_args: tuple[str, ...] = ()):
+                        extra_args: tuple[str, ...] = (), language: str | None = None):
     """Chromium (headless) showing `url` on an emulated `device`; yields (DevToolsPage, Browser).
 
     allow: None grants camera and microphone without asking (the fake permission UI); otherwise the
     permissions granted, any of "camera", "microphone" (the rest are denied, as a tap on "Block").
     autoplay_without_tap: False keeps the browser's own autoplay rule (sound needs a tap, as on a phone).
+    language: the browser's preferred languages (Accept-Language form, e.g. "zh-CN,zh"), else Chromium's own.
     """
     import asyncio
 
@@ -272,6 +273,9 @@ async def devtools_page(url: str, device: dict, video: Path | None = None, audio
                         "permission": {"name": name}, "setting": "granted" if name in allow else "denied",
                         "origin": origin}, browser=True)
             await page.set_device(device)
+            if language:
+                agent = (await browser_side.send("Browser.getVersion", browser=True))["userAgent"]
+                await page.send("Emulation.setUserAgentOverride", {"userAgent": agent, "acceptLanguage": language})
             await page.send("Page.enable")
             await page.send("Page.navigate", {"url": url})
             yield page, Browser(proc, log_path)

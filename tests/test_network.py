@@ -175,7 +175,10 @@ PLAYING = """(async () => {
 })()"""
 
 
-async def test_five_second_outage_recovers_by_itself(demo, demo_persona) -> None:
+@pytest.mark.parametrize("whole", [False, True], ids=["media-path-down", "whole-network-down"])
+async def test_five_second_outage_recovers_by_itself(demo, demo_persona, whole: bool) -> None:
+    """whole: her page's HTTP goes down too (so the relay stops hearing from her, gives her seat up after its
+    grace, and only a fresh offer from the page brings the call back); else only the media path drops."""
     from calls.serve import ServeOptions, start_call
     from calls.sources import FileSource
     from tests.browser import PHONE_UPRIGHT, devtools_page, require_chromium
@@ -195,10 +198,16 @@ async def test_five_second_outage_recovers_by_itself(demo, demo_persona) -> None
                     await asyncio.sleep(0.25)
                 assert now and (now.get("frames") or 0) > 60, f"the call never played: {now}\n{browser.log_tail()}"
 
+                offline = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+                if whole:
+                    await page.send("Network.enable")
+                    await page.send("Network.emulateNetworkConditions", {"offline": True, **offline})
                 path.down = True
                 await asyncio.sleep(5.0)
                 during = await page.evaluate(PLAYING)
                 path.down = False
+                if whole:
+                    await page.send("Network.emulateNetworkConditions", {"offline": False, **offline})
                 back_at = loop.time()
 
                 # Playing again: new frames decoded and new audio that is not all concealment, twice in a row.
@@ -225,3 +234,31 @@ async def test_five_second_outage_recovers_by_itself(demo, demo_persona) -> None
     assert path.counts["outage"] > 100, "the outage did not cut anything"
     assert played >= 2, f"the far end was not playing 20 s after the network returned: {now}"
     assert recovered_s is not None and recovered_s <= 5.0, f"playing again only {recovered_s:.1f} s after the outage"
+
+
+# -- the bitrate follows the path's loss ------------------------------------------------------------
+
+def test_path_follower_backs_off_on_heavy_loss_holds_on_light_loss_and_climbs_back() -> None:
+    from calls.encoders import CappedVp8Encoder
+    from calls.network import PathFollower
+
+    encoder = CappedVp8Encoder(1_500_000, 500_000)
+    encoder.target_bitrate = 1_000_000  # the far end's REMB asks for more than the path carries
+    follower = PathFollower(pc=None, min_step_s=2.0)
+    t = 0.0
+    follower.step(encoder, 0.25, t)  # the bottleneck's queue overflows: a quarter of the packets lost
+    assert encoder.target_bitrate == int(1_000_000 * (1 - 0.125)), encoder.target_bitrate
+    follower.step(encoder, 0.25, t + 0.5)  # too soon for another step: each one restarts the encoder
+    assert encoder.target_bitrate == 875_000
+    for i in range(1, 8):
+        follower.step(encoder, 0.2, t + 2.0 * i)
+    low = encoder.target_bitrate
+    assert low < 500_000, "seven reports of heavy loss must halve the rate"
+    encoder.target_bitrate = 1_200_000  # a later REMB may not lift the rate over the path's cap
+    assert encoder.target_bitrate == low
+    for i in range(8, 12):
+        follower.step(encoder, 0.05, t + 2.0 * i)  # 5% random loss (Wi-Fi): hold, neither up nor down
+    assert encoder.target_bitrate == low
+    for i in range(12, 40):
+        follower.step(encoder, 0.0, t + 2.0 * i)  # a clean path again: back up to what REMB asks for
+    assert follower.cap_bps is None and encoder.target_bitrate == 1_200_000

@@ -432,7 +432,13 @@ async function reportLoop() {
     try {
       const body = await collect(pc);
       window.evercall.lastReport = Object.assign({}, body, { snapshot: undefined });
-      await fetch(REPORT_URL, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const resp = await fetch(REPORT_URL, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      // 409: the relay no longer counts this browser in the call (it gave the seat up while the network was
+      // down). Whatever this side's connection still believes, only a fresh offer brings the call back.
+      if (resp.status === 409 && pc === window.evercall.pc && !offering && !refusedForGood) {
+        window.evercall.connected = false;
+        callDown(pc, true);
+      }
     } catch (err) { /* try again next time */ }
   }
   setTimeout(reportLoop, REPORT_EVERY_MS);
