@@ -260,7 +260,9 @@ def main() -> None:
     frames = args.frames or (24 if args.quick else 48)
     every = args.every or (4 if args.quick else 3)
     suffix = "_quick" if args.quick else ""
-    sheet = RESULTS / f"likeness_worst{suffix}.png" if args.sheet is None else (Path(args.sheet) if args.sheet else None)
+    sheet = Path(args.sheet) if args.sheet else None
+    if args.sheet is None:
+        sheet = RESULTS / f"likeness_worst{suffix}.png"
     result = run(people, frames, every, sheet)
     text = json.dumps(result, indent=2)
     out = Path(args.json) if args.json else RESULTS / f"likeness{suffix}.json"

@@ -89,9 +89,17 @@ def cmd_create(args: argparse.Namespace) -> int:
                             full_name=args.full_name or "", born=args.born)
     from filters.factory import derive
 
+    learnt: dict[str, bytes] = {}
+
+    def derive_and_keep(persona):  # what was learnt, to say below what the photo supports
+        learnt.update(derive(persona))
+        return learnt
+
     print("checking the photo and learning the voice (up to a minute for a long sample)...", flush=True)
-    persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence, derive=derive,
+    persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence, derive=derive_and_keep,
                                      face=args.face, notify=lambda note: print(note, flush=True))
+    if "face_advice" in learnt:
+        print(_face_advice_lines(learnt["face_advice"]))
     print(f"created persona '{args.name.strip()}' (id {persona_id}); consent by {consent.consented_by} "
           f"({consent.relationship}) for {', '.join(sorted(consent.scope))}")
     missing = [entry.who for entry in consent.missing()]
@@ -182,9 +190,21 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines.append(f"revoked:       {consent['revoked_at']} {consent['revoked_reason'] or ''}".rstrip())
     lines.append(f"notes:         {'yes (see `persona notes NAME`)' if info.get('has_notes') else 'none'}")
     lines.append(f"derived data:  {', '.join(info['derived']) or 'none'}")
+    if "face_advice" in info["derived"]:
+        try:  # the advice is kept encrypted with the likeness: it can be read once the persona may be used
+            advice = _store(args).load(args.name).derived.get("face_advice", b"")
+            lines.append(_face_advice_lines(advice))
+        except (ConsentError, PersonaError):
+            lines.append("face modes:    said here once every consent is in place")
     lines.append(f"stored:        {info['stored_bytes']} bytes, encrypted")
     print("\n".join(lines))
     return 0
+
+
+def _face_advice_lines(advice: bytes) -> str:
+    """The face-mode advice (filters/face/advice.py) as `persona create`/`show` print it."""
+    first, *rest = advice.decode("utf-8", "replace").splitlines() or [""]
+    return "\n".join([f"face modes:    {first}", *(f"               {line}" for line in rest)])
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:

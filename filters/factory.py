@@ -47,4 +47,8 @@ def derive(persona: Persona) -> dict[str, bytes]:
     buf = io.BytesIO()
     np.save(buf, points[:N_MESH_POINTS].astype(np.float32))
     voice_profile(persona)  # fills persona.derived["voice_profile"]
-    return {"face_landmarks": buf.getvalue(), "voice_profile": persona.derived["voice_profile"]}
+    from filters.face.advice import persona_advice
+
+    advice = persona_advice(persona)  # fills persona.derived["face_likeness"] (texture and 3-D shape)
+    return {"face_landmarks": buf.getvalue(), "voice_profile": persona.derived["voice_profile"],
+            "face_likeness": persona.derived["face_likeness"], "face_advice": advice.text().encode("utf-8")}

@@ -20,13 +20,16 @@ from typing import Any, Callable, Mapping
 from engine.errors import EvercallError
 
 # What the far end sees: "swap" keeps the operator's room and body and replaces their face; "portrait"
-# shows the persona's own photo, animated by the operator's head pose and expression.
-FACE_MODES: tuple[str, ...] = ("swap", "portrait")
+# shows the persona's own photo, animated by the operator's head pose and expression; "auto" picks one of
+# the two per call from what the persona's photo supports (filters/face/advice.py).
+FACE_MODES: tuple[str, ...] = ("auto", "swap", "portrait")
 MODE_HELP: dict[str, str] = {
+    "auto": "swap when the persona's photo supports a convincing swap, else portrait "
+            "(`evercall persona show` says which and why)",
     "swap": "replaces the operator's face with the persona's, keeping their head, hair and room",
     "portrait": "animates the persona's own photo with the operator's head pose, blinks and mouth",
 }
-DEFAULT_FACE_MODE = "swap"
+DEFAULT_FACE_MODE = "auto"
 DEFAULT_FACE_BACKEND = "embedded"
 DEFAULT_VOICE_BACKEND = "world"
 
@@ -51,6 +54,8 @@ class FaceBackend:
     models: tuple[str, ...] = ()  # keys of engine.models.MODELS this backend loads (user-supplied weights)
 
     def create(self, persona: Any, mode: str, models_dir: Path | None = None) -> Any:
+        if mode == "auto" and mode not in self.modes:  # a backend that cannot choose serves its first mode
+            mode = next(iter(self.modes))
         if mode not in self.modes:
             raise EvercallError(f"the {self.name} face backend has no {mode!r} mode: choose one of "
                                 f"{', '.join(self.modes)}")
@@ -108,11 +113,13 @@ register = BACKENDS.register
 
 register(FaceBackend(
     "embedded", "needs no downloaded weights: MediaPipe face mesh + warp of the persona photo",
-    modes={"swap": "filters.face.swap:for_persona", "portrait": "filters.face.portrait:for_persona"}))
+    modes={"auto": "filters.face.advice:auto_embedded", "swap": "filters.face.swap:for_persona",
+           "portrait": "filters.face.portrait:for_persona"}))
 register(FaceBackend(
     "inswapper", "insightface detection + ArcFace + inswapper_128 from your models folder "
                  "(portrait mode is the embedded one)",
-    modes={"swap": "filters.face.neural:for_persona", "portrait": "filters.face.portrait:for_persona"},
+    modes={"auto": "filters.face.advice:auto_inswapper", "swap": "filters.face.neural:for_persona",
+           "portrait": "filters.face.portrait:for_persona"},
     models=("det_10g", "w600k_r50", "inswapper_128", "gfpgan_1.4")))
 register(VoiceBackend(
     "world", "needs no downloaded weights: streaming WORLD vocoder conversion",

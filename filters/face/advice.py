@@ -65,3 +65,40 @@ def advise(likeness: Likeness) -> ModeAdvice:
     if auto == "portrait":
         lines.append("swap mode would look less like her with this photo, so auto shows her portrait")
     return ModeAdvice(swap, portrait, auto, tuple(lines))
+
+
+def persona_advice(persona) -> ModeAdvice:
+    """The advice for a persona (its likeness is learnt and kept in its derived data if not there yet)."""
+    from filters.face.likeness import likeness_for
+
+    return advise(likeness_for(persona))
+
+
+def _chosen(persona, models_dir, swap):
+    """The face filter auto picks for this persona, with `mode` set to the mode it chose."""
+    import logging
+
+    advice = persona_advice(persona)
+    logging.getLogger(__name__).info("face mode auto: %s (%s)", advice.auto, advice.text().splitlines()[0])
+    if advice.auto == "portrait":
+        from filters.face.portrait import for_persona as portrait
+
+        chosen = portrait(persona, models_dir)
+    else:
+        chosen = swap(persona, models_dir)
+    chosen.mode = advice.auto
+    return chosen
+
+
+def auto_embedded(persona, models_dir=None):
+    """The registry's "auto" constructor for the embedded backend (filters/registry.py)."""
+    from filters.face.swap import for_persona
+
+    return _chosen(persona, models_dir, for_persona)
+
+
+def auto_inswapper(persona, models_dir=None):
+    """The registry's "auto" constructor for the inswapper backend: its swap when the photo supports one."""
+    from filters.face.neural import for_persona
+
+    return _chosen(persona, models_dir, for_persona)

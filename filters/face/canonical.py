@@ -40,8 +40,9 @@ def package_faces() -> dict[str, np.ndarray]:
     import matplotlib
     import skimage.data
 
+    grace = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
     faces = {"astronaut": cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR),
-             "grace_hopper": cv2.imread(str(Path(matplotlib.__file__).parent / "mpl-data/sample_data/grace_hopper.jpg"))}
+             "grace_hopper": cv2.imread(str(grace))}
     spec = importlib.util.find_spec("insightface")
     if spec is not None and spec.submodule_search_locations:
         images = Path(list(spec.submodule_search_locations)[0]) / "data" / "images"

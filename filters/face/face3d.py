@@ -65,7 +65,8 @@ def canonical() -> Canonical:
     uv = np.stack([radius * np.arctan2(points[:, 0], axis_z - points[:, 2]), points[:, 1]], axis=1)
     uv = (uv + uv[mirror] * (-1.0, 1.0)) / 2  # exactly symmetric: mirroring the atlas maps partners
     opened = opened_mouth(uv.astype(np.float32), np.array(lips_inner_indices(), dtype=np.int32))
-    coarse = np.unique(np.concatenate([warp_point_subset(uv, RENDER_EXTRA), mirror[warp_point_subset(uv, RENDER_EXTRA)]]))
+    chosen = warp_point_subset(uv, RENDER_EXTRA)
+    coarse = np.unique(np.concatenate([chosen, mirror[chosen]]))  # symmetric, like the atlas
     return Canonical(points, mirror, uv, _mesh_triangles(uv, opened, np.arange(len(uv))),
                      _mesh_triangles(uv, opened, coarse))
 

@@ -43,7 +43,7 @@ class Likeness:
         buf = io.BytesIO()
         ok, png = cv2.imencode(".png", self.atlas.texture)
         np.savez_compressed(buf, format=FORMAT, texture=np.frombuffer(png.tobytes(), np.uint8),
-                            weight=(np.clip(self.atlas.weight, 0, 1) * 255).astype(np.uint8),
+                            weight=self.atlas.weight.astype(np.float16),
                             points=self.atlas.points, shape=self.shape, yaws=np.array(self.yaws, np.float64),
                             face_px=self.face_px, sharpness=self.sharpness)
         return buf.getvalue()
@@ -56,7 +56,7 @@ class Likeness:
             if int(data["format"]) != FORMAT:
                 raise ValueError("format")
             texture = cv2.imdecode(data["texture"], cv2.IMREAD_COLOR)
-            atlas = FaceAtlas(texture, data["weight"].astype(np.float32) / 255, data["points"].astype(np.float32))
+            atlas = FaceAtlas(texture, data["weight"].astype(np.float32), data["points"].astype(np.float32))
             return cls(atlas, data["shape"].astype(np.float64), [float(y) for y in data["yaws"]],
                        float(data["face_px"]), float(data["sharpness"]))
         except Exception as exc:  # noqa: BLE001 - any damage means: learn it again
@@ -120,3 +120,21 @@ def face_sharpness(v: View) -> float:
     scale = 200.0 / max(crop.shape[1], 1)
     grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+DERIVED_KEY = "face_likeness"
+
+
+def likeness_for(persona) -> Likeness:
+    """The persona's likeness, from its derived data when a saved one is there (a persona made from a
+    video keeps the one learnt from its frames), else learnt from the photo now and kept in
+    `persona.derived` (the store saves it, encrypted, when it saves the persona)."""
+    blob = persona.derived.get(DERIVED_KEY)
+    if blob is not None:
+        try:
+            return Likeness.from_bytes(blob)
+        except PersonaError:
+            pass  # saved by another evercall version: learn it again from the photo
+    likeness = from_photo(persona.photo)
+    persona.derived[DERIVED_KEY] = likeness.to_bytes()
+    return likeness

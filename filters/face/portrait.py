@@ -71,6 +71,8 @@ class PortraitFilter(ClosesOnExit):
     Same interface as FaceSwapFilter. One instance is driven by one worker thread at a time.
     """
 
+    mode = "portrait"
+
     def __init__(self, persona_photo: np.ndarray, *, hold_s: float = HOLD_S, fade_s: float = FADE_S) -> None:
         photo, points, self._oval, width = persona_face(persona_photo)
         photo, points = _frame_face(photo, points, width)

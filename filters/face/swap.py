@@ -58,6 +58,8 @@ class FaceSwapFilter(ClosesOnExit):
     from a video brings its own). One instance is driven by one worker thread at a time.
     """
 
+    mode = "swap"
+
     def __init__(self, persona_photo: np.ndarray, *, hold_s: float = HOLD_S,
                  shape_strength: float = SHAPE_STRENGTH, fade_s: float = FADE_S,
                  likeness: Likeness | None = None) -> None:
@@ -223,5 +225,8 @@ def _crop(mask: np.ndarray, mask_box: tuple[int, int, int, int], box: tuple[int,
 
 
 def for_persona(persona, models_dir=None) -> FaceSwapFilter:
-    """The registry's constructor (filters/registry.py): the embedded swap of this persona's photo."""
-    return FaceSwapFilter(persona.photo)
+    """The registry's constructor (filters/registry.py): the embedded swap of this persona's photo, drawn
+    from the likeness kept in its derived data (learnt now if it has none)."""
+    from filters.face.likeness import likeness_for
+
+    return FaceSwapFilter(persona.photo, likeness=likeness_for(persona))
