@@ -112,6 +112,9 @@ def render(persona: Persona, input_path: Path, output_path: Path, choices: CallC
     try:
         with av.open(str(input_path)) as src, av.open(str(tmp), "w", format="mp4") as dst:
             vin = src.streams.video[0]
+            if vin.codec_context is None or not vin.codec_context.width or not vin.codec_context.height:
+                raise MediaError(f"the video track of {input_path} cannot be decoded (its codec or size is "
+                                 "unreadable): the file is corrupt; re-export it as MP4")
             rate = vin.average_rate or vin.guessed_rate or Fraction(30)
             total = vin.frames or None
             vout = dst.add_stream("libx264", rate=rate)
@@ -152,7 +155,7 @@ def render(persona: Persona, input_path: Path, output_path: Path, choices: CallC
                 dst.mux(packet)
             if aout is not None:
                 _encode_audio(dst, aout, voice)
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, EOFError) as exc:
         tmp.unlink(missing_ok=True)
         reason = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
         raise MediaError(f"cannot render {input_path} ({reason}): the file may be corrupt or cut short; "
