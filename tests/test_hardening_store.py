@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from calls import persona_cli
-from engine.audit import AuditLog, canonical, record_hash
+from engine.audit import canonical, record_hash
 from engine.consent import ConsentRecord, sha256_file
 from engine.errors import ConsentError, PersonaError
 from engine.store import PersonaStore
