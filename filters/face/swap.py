@@ -34,7 +34,7 @@ from filters.face.occlusion import OccluderDetector
 from filters.face.persona_mesh import EXTRA_WARP_POINTS, persona_face, warp_point_subset
 from filters.face.reshape import ring
 from filters.face.smoothing import LandmarkSmoother
-from filters.face.warp import warp_face
+from filters.face.warp import warp_dense
 
 # How far the face's 3-D shape moves from the operator's toward the persona's (0 keeps the operator's
 # geometry, 1 is hers): proportions carry much of what makes a face recognisable.
@@ -49,6 +49,7 @@ BUSY_OPENNESS = 0.08  # a mouth this open (inner-lip gap over width) is talking:
 LIQUIFY_FACING = 0.4  # only points the camera sees this squarely (left-right) steer the liquify
 UNFOLD_ROUNDS = 3
 HIDDEN_OUTLINE_SHRINK = 0.97
+LIQUIFY_STEP = 4  # px between the liquify map's exact samples (it is smooth: interpolated in between)
 
 
 class FaceSwapFilter(ClosesOnExit):
@@ -186,10 +187,15 @@ class FaceSwapFilter(ClosesOnExit):
             dst[bad] = src[bad] + (0.5 if k < UNFOLD_ROUNDS else 0.0) * (dst[bad] - src[bad])
         else:
             return outline  # still folded: leave his outline as it is rather than tear it
-        moved, inside, (bx0, by0, bx1, by1) = warp_face(image, src, dst, tris, image.shape[:2])
-        if bx1 > bx0:
-            region = out[by0:by1, bx0:bx1]
-            np.copyto(region, moved, where=(inside > 0)[..., None])
+        # The move is smooth, so its map is computed on a coarse grid over the ring's box and interpolated
+        # (warp_dense); outside the mesh the map is the identity, so the box is simply written back.
+        h, w = image.shape[:2]
+        lo = np.maximum(np.floor(np.minimum(src.min(axis=0), dst.min(axis=0))).astype(int) - 2, 0)
+        hi = np.minimum(np.ceil(np.maximum(src.max(axis=0), dst.max(axis=0))).astype(int) + 3, (w, h))
+        if np.all(hi - lo > LIQUIFY_STEP):
+            (x0, y0), (x1, y1) = lo, hi
+            crop = image[y0:y1, x0:x1]
+            out[y0:y1, x0:x1] = warp_dense(crop, src - lo, dst - lo, tris, crop.shape[:2], LIQUIFY_STEP)
         row = {int(i): k for k, i in enumerate(seen)}
         for j, i in enumerate(self._oval):
             if int(i) in row:

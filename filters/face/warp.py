@@ -63,22 +63,24 @@ def warp_face(
         return np.zeros((0, 0, 3), np.uint8), empty, (0, 0, 0, 0)
 
     mats, ok = _affines(dst_pts, src_pts, triangles)
-    ids = np.full((y1 - y0, x1 - x0), -1, dtype=np.int32)
+    n = len(triangles)
+    ids = np.full((y1 - y0, x1 - x0), n, dtype=np.int32)
     local = np.round((dst_pts - (x0, y0)) * 16).astype(np.int32)  # 4 fractional bits for fillConvexPoly
     for t in np.flatnonzero(ok):
         cv2.fillConvexPoly(ids, local[triangles[t]], int(t), lineType=cv2.LINE_8, shift=4)
 
-    inside = ids >= 0
-    ys, xs = np.nonzero(inside)
-    m = mats[ids[ys, xs]]  # (N, 3, 2)
-    gx = (xs + x0).astype(np.float64)
-    gy = (ys + y0).astype(np.float64)
-    map_x = np.full(ids.shape, -1.0, dtype=np.float32)
-    map_y = np.full(ids.shape, -1.0, dtype=np.float32)
-    map_x[ys, xs] = gx * m[:, 0, 0] + gy * m[:, 1, 0] + m[:, 2, 0]
-    map_y[ys, xs] = gx * m[:, 0, 1] + gy * m[:, 1, 1] + m[:, 2, 1]
+    # One lookup of each pixel's affine (a table with a last row that sends uncovered pixels off the
+    # source), then two multiply-adds over the box: no per-pixel gather of 3x2 matrices.
+    coef = np.empty((n + 1, 6), np.float32)
+    coef[:n] = mats.reshape(n, 6)
+    coef[n] = (0, 0, 0, 0, -1e4, -1e4)
+    c = coef[ids]
+    gx = np.arange(x0, x1, dtype=np.float32)[None, :]
+    gy = np.arange(y0, y1, dtype=np.float32)[:, None]
+    map_x = gx * c[..., 0] + gy * c[..., 2] + c[..., 4]
+    map_y = gx * c[..., 1] + gy * c[..., 3] + c[..., 5]
     patch = cv2.remap(src_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    mask = inside.astype(np.uint8) * 255
+    mask = (ids < n).astype(np.uint8) * 255
     return patch, mask, (int(x0), int(y0), int(x1), int(y1))
 
 
