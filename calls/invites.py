@@ -109,6 +109,12 @@ class FarEndSeat:
         claim = self._current()
         return claim.state if claim else "free"
 
+    @property
+    def last_heard(self) -> float | None:
+        """When the connected far end last gave a sign of life (clock seconds), if it has."""
+        claim = self._current()
+        return claim.heard_at if claim else None
+
     def admit(self, browser_id: str) -> int | None:
         """A new claim id when this browser may (re)join: the seat is free, or theirs; None when taken."""
         claim = self._current()

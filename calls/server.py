@@ -448,14 +448,25 @@ class CallServer:
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
     def _watch(self, pc: RTCPeerConnection, claim: int) -> None:
-        """Close the connection once its claim on the seat has lapsed (never connected, or went silent)."""
+        """Keep the seat's clock for one connection: every RTCP receiver report the far end's browser sends
+        (about once a second, whether or not it sends media) counts as a sign of life. A connection that
+        never connects is closed when its claim lapses; one that went silent only loses the seat (it is
+        left to resume, or to ICE to fail), so a far end that vanished cannot keep the next one out."""
+        seat = self.state.seat
+
         async def watch() -> None:
+            seen: dict[int, object] = {}
             while self.state.peer is pc and not self._closing:
                 await asyncio.sleep(WATCH_INTERVAL_S)
-                if self.state.seat.expired(claim) and self.state.peer is pc:
-                    log.info("far end did not connect in time or went silent: its seat is free again")
-                    await self.close_peer()
+                if seat.expired(claim):
+                    if self.state.peer is pc and pc.connectionState != "connected":
+                        log.info("far end did not connect in time: its seat is free again")
+                        await self.close_peer()
+                    else:
+                        log.info("far end went silent: its seat is free again")
                     return
+                if pc.connectionState == "connected" and await _reported_since(pc, seen):
+                    seat.heard(claim)
 
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -481,6 +492,21 @@ class CallServer:
         await self.close_peer()
         self.framer.close()
 
+
+
+async def _reported_since(pc: RTCPeerConnection, seen: dict[int, object]) -> bool:
+    """True when a sender of `pc` got an RTCP report from the far end since the last look."""
+    fresh = False
+    for sender in pc.getSenders():
+        try:
+            stats = await sender.getStats()
+        except Exception:  # a sender being torn down has no stats: not a sign of life
+            continue
+        for item in stats.values():
+            if item.type == "remote-inbound-rtp" and seen.get(id(sender)) != item.timestamp:
+                seen[id(sender)] = item.timestamp
+                fresh = True
+    return fresh
 
 
 class _Heard:

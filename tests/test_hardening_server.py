@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from importlib import resources
 
 import aiohttp
@@ -207,3 +208,21 @@ async def test_text_false_does_not_mute(server) -> None:
                     pass
                 assert msg["ok"] is False and "true or false" in msg["message"]
                 assert state.pipeline.muted is False
+
+
+async def test_a_connected_far_end_keeps_its_seat_past_the_grace(server) -> None:
+    """Its browser's RTCP reports are signs of life even when it sends no media of its own."""
+    from tests.farend import join_for
+
+    state, base = server
+    state.seat = FarEndSeat(connect_timeout_s=10, lost_grace_s=1.0)
+    call = asyncio.ensure_future(join_for(f"{base}/join/{state.invite.token}", 4.0))
+    states = []
+    for _ in range(14):
+        await asyncio.sleep(0.25)
+        states.append(state.seat.state)
+    assert "connected" in states
+    assert states[-1] == "connected", f"the seat was freed under a live far end: {states}"
+    assert state.seat.last_heard is not None and time.monotonic() - state.seat.last_heard < 1.0
+    assert await admitted(base, state.invite.token) == 409
+    assert (await call)["state"] == "connected"
