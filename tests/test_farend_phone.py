@@ -141,9 +141,13 @@ async def test_upright_phone_then_turned_fills_the_screen_with_the_face(
             await page.set_device(PHONE_LANDSCAPE)  # she turns the phone
             landscape, turned = await _framed_screenshot(page, browser)
             keep(landscape, "phone_landscape", tmp_path)
+            link = (call.state.farend_report or {}).get("network") or {}
     finally:
         await call.stop()
 
+    # Her path's figures reach the operator (through the server's report schema).
+    assert isinstance(link.get("kbpsIn"), (int, float)) and link["kbpsIn"] > 50, link
+    assert isinstance(link.get("lossPct"), (int, float)) and isinstance(link.get("fps"), (int, float)), link
     assert shape[0] < shape[1], f"an upright phone must get an upright picture: {shape}"
     assert turned[0] > turned[1], f"a turned phone must get a landscape picture: {turned}"
     for shot, need, name in ((upright, 0.35, "upright"), (landscape, 0.40, "landscape")):
