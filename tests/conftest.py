@@ -13,6 +13,22 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# Tests that use these fixtures are slow whatever their marks say: `demo` builds the demo persona and its
+# operator clip (about 20 s, once a run). `pytest -m "not slow"` leaves them out.
+SLOW_FIXTURES = {"demo"}
+# Modules whose tests mostly take seconds each (speech synthesis and speaker embeddings, face meshes over
+# many frames, video encoding for the watermark, fuzzing): measured with `pytest --durations=0`. A module's
+# quick tests can opt back in by moving to a fast module; a new heavy module belongs here or marks itself.
+SLOW_MODULES = {"test_voice", "test_voice_rvc", "test_voice_mark", "test_watermark", "test_face_portrait",
+                "test_face_swap", "test_face_stability", "test_face3d", "test_gpu_path", "test_fuzz"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def evercall_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every test run gets its own store folder, never the user's."""

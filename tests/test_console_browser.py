@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import cv2
 import numpy as np
+import pytest
 
 from calls.console import one_moment_card
 from calls.serve import ServeOptions, start_call
@@ -98,6 +99,8 @@ async def _page_socket(session: aiohttp.ClientSession, port: int) -> str:
     raise AssertionError("Chromium's DevTools endpoint never came up")
 
 
+@pytest.mark.slow
+@pytest.mark.realtime
 async def test_operator_console_in_chromium(demo, demo_persona, tmp_path: Path) -> None:
     require_chromium()
     call = await start_call(demo_persona, FileSource(demo.operator_clip), ServeOptions(port=0))

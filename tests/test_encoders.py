@@ -170,6 +170,7 @@ async def _call(demo, media: MediaOptions) -> tuple[dict, dict, CallState]:
     return joined, got, state
 
 
+@pytest.mark.realtime
 async def test_far_end_gets_the_codec_size_and_packet_length_asked_for(demo) -> None:
     joined, got, state = await _call(demo, MediaOptions(codec="h264", size=(320, 240), audio_frame_ms=10))
     assert answered_video_codec(joined["answer_sdp"]) == "h264" and state.sending_codec == "h264"
@@ -177,6 +178,7 @@ async def test_far_end_gets_the_codec_size_and_packet_length_asked_for(demo) -> 
     assert np.median(got["audio_samples"]) == 480, "each Opus packet carries 10 ms"
 
 
+@pytest.mark.realtime
 async def test_an_aiortc_without_what_the_send_patch_needs_calls_on_stock_encoders(demo, monkeypatch,
                                                                                     caplog) -> None:
     """Stand-in for a newer aiortc that renamed a constant the bitrate cap reads: the call still runs, on

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 import pyvirtualcam
 
 from calls.cli import main
@@ -65,6 +66,7 @@ class ClockedOutput:
         pass
 
 
+@pytest.mark.realtime
 def test_vcam_sends_the_persona_to_camera_and_microphone(demo, demo_persona, monkeypatch) -> None:
     import sounddevice
 
