@@ -37,4 +37,6 @@ if $PIP show -q opencv-python-headless >/dev/null 2>&1; then
   $PIP uninstall -y -q opencv-python-headless albumentations albucore
   $PIP install -q --force-reinstall --no-deps "opencv-contrib-python==$CONTRIB"
 fi
+CV_BUILDS=$($PIP list 2>/dev/null | awk 'tolower($1) ~ /^opencv/ {print $1}' | tr '\n' ' ')
+[ "$CV_BUILDS" = "opencv-contrib-python " ] || { echo "expected one OpenCV build (opencv-contrib-python), found: $CV_BUILDS" >&2; exit 1; }
 echo "evercall installed in .venv ($(.venv/bin/python --version))"
