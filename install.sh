@@ -13,7 +13,8 @@ command -v "$PY" >/dev/null || PY=python3
 # System packages: PortAudio for sounddevice, espeak-ng to speak the demo persona's lines,
 # ffmpeg for reading odd containers; chromium for the real-browser tests.
 APT_PKGS="libportaudio2 espeak-ng libgl1 libglib2.0-0"
-[ $WANT_TEST = 1 ] && APT_PKGS="$APT_PKGS chromium"
+# festival voices of real speakers (kal, ked, slt): the voice benchmark's and tests' yardstick speech.
+[ $WANT_TEST = 1 ] && APT_PKGS="$APT_PKGS chromium festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
