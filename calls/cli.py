@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     models_cli.register(sub)
     device_cli.register(sub)
     verify_cli.register(sub)
+    from calls.cluster import cli as cluster_cli
+
+    cluster_cli.register(sub)
     bench = sub.add_parser("bench", help="measure latency, frame rate and filter speed on this machine "
                                          "(`evercall bench --help` says how)", add_help=False)
     bench.set_defaults(func=cmd_bench)

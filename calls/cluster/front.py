@@ -60,6 +60,15 @@ def connect(address: str | None = "auto") -> None:
 
     if ray.is_initialized():
         return
+    if address not in (None, "auto") and ":" in address:  # Ray itself would wait minutes for a GCS that is not there
+        import socket
+
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.split("//")[-1], int(port)), timeout=3).close()
+        except (OSError, ValueError) as exc:
+            raise EvercallError(f"no Ray cluster answers at {address} ({exc.__class__.__name__}): check the "
+                                "address `ray start --head` printed") from exc
     try:
         ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
                  log_to_driver=False)
