@@ -330,7 +330,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audit = subparsers.add_parser("audit", help="check the audit log",
                                   description="The audit log ($EVERCALL_HOME/audit.log) records persona "
                                   "creation, revocation, deletion, invites, calls and renders, each record "
-                                  "chained to the one before by SHA-256. It never holds photos or voices.",
+                                  "chained to the one before by SHA-256 and sealed with a key from the store "
+                                  "passphrase, with a sealed head (audit.log.head), so forged, re-chained or "
+                                  "removed records are found. It never holds photos or voices.",
                                   formatter_class=raw)
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
     verify = audit_sub.add_parser("verify", help="find edited, deleted or reordered audit records "
