@@ -68,23 +68,37 @@ def size_for(aspect: float, bitrate_bps: float | None, fps: float = 30.0) -> tup
     return int(round(w / 2)) * 2, int(round(h / 2)) * 2
 
 
+MAX_FILL = 0.10  # the most of the screen's height (or width) a soft fill may take when a face is too big
+
+
+def _placed(cx: float, cy: float, height: float, aspect: float, image_w: int, image_h: int) -> Window:
+    """The window moved back inside the picture; centred on an axis where it is larger than the picture."""
+    width = height * aspect
+    cx = image_w / 2 if width >= image_w else min(max(cx, width / 2), image_w - width / 2)
+    cy = image_h / 2 if height >= image_h else min(max(cy, height / 2), image_h - height / 2)
+    return Window(cx, cy, height)
+
+
+def largest_height(aspect: float, image_w: int, image_h: int, fill: float = MAX_FILL) -> float:
+    """The tallest window of `aspect`: the picture's own limit, stretched so a fill takes at most `fill`."""
+    return min(image_h, image_w / aspect) / (1 - fill)
+
+
 def fit_window(face_cx: float, face_cy: float, face_h: float, aspect: float, image_w: int, image_h: int,
                face_share: float, width_share: float = 0.75) -> Window:
     """Where the crop should be for a face box centred at (face_cx, face_cy), `face_h` pixels tall.
 
     The window is as large as gives the face `face_share` of its height (or, on a narrow screen, `width_share`
-    of its width; the face box is about as wide as it is tall), but never larger than the picture
-    (no bars: a window that does not fit is shrunk, which only makes the face larger), and it is moved
-    back inside the picture rather than past its edges.
+    of its width; the face box is about as wide as it is tall). It stays inside the picture, except where
+    the face itself is too big for the screen's shape (a close-up in a 4:3 picture on an upright phone):
+    then it may reach past two edges by up to MAX_FILL of its size in all, which `crop` fills softly,
+    rather than cut the face's sides off.
     """
     # On a narrow (upright) screen the face's width binds first: it may take `width_share` of the width.
-    height = max(face_h / face_share, face_h / (width_share * aspect))
-    height = min(height, image_h, image_w / aspect)
-    width = height * aspect
-    cy = face_cy + 0.06 * height  # eyes a little above the middle, as a video-call app frames a face
-    cx = min(max(face_cx, width / 2), image_w - width / 2)
-    cy = min(max(cy, height / 2), image_h - height / 2)
-    return Window(cx, cy, height)
+    wanted = max(face_h / face_share, face_h / (width_share * aspect))
+    inside = min(image_h, image_w / aspect)
+    height = wanted if wanted <= inside else min(wanted, largest_height(aspect, image_w, image_h))
+    return _placed(face_cx, face_cy + 0.06 * height, height, aspect, image_w, image_h)  # eyes above the middle
 
 
 def whole_window(aspect: float, image_w: int, image_h: int) -> Window:
@@ -94,12 +108,20 @@ def whole_window(aspect: float, image_w: int, image_h: int) -> Window:
 
 
 def crop(image: np.ndarray, window: Window, aspect: float, size: tuple[int, int]) -> np.ndarray:
-    """The window, resampled to `size` (w, h) in one sub-pixel warp."""
+    """The window, resampled to `size` (w, h) in one sub-pixel warp; any part past the picture's edges is
+    a blurred, dimmed mirror of what is next to it (a soft fill, not a black bar)."""
     out_w, out_h = size
     scale = out_h / window.height
     m = np.float32([[scale, 0, out_w / 2 - window.cx * scale], [0, scale, out_h / 2 - window.cy * scale]])
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(image, m, (out_w, out_h), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.warpAffine(image, m, (out_w, out_h), flags=interp, borderMode=cv2.BORDER_REFLECT_101)
+    h, w = image.shape[:2]
+    x0, y0 = int(np.ceil(m[0, 2])), int(np.ceil(m[1, 2]))  # where the picture's edges landed
+    x1, y1 = int(np.floor(w * scale + m[0, 2])), int(np.floor(h * scale + m[1, 2]))
+    for part in (out[:max(y0, 0)], out[min(y1, out_h):], out[:, :max(x0, 0)], out[:, min(x1, out_w):]):
+        if part.size:
+            part[:] = (cv2.GaussianBlur(part, (0, 0), 6) * 0.6).astype(np.uint8)
+    return out
 
 
 class FaceDetector:
@@ -197,10 +219,8 @@ class FaceFramer:
             k = 1.0 - math.exp(-dt / self.follow_s)
             window = Window(window.cx + k * (target.cx - window.cx), window.cy + k * (target.cy - window.cy),
                             window.height + k * (target.height - window.height))
-            # Still inside the picture after the glide (a shrinking window may have left an edge behind).
-            height = min(window.height, h, w / aspect)
-            half_w, half_h = height * aspect / 2, height / 2
-            window = Window(min(max(window.cx, half_w), w - half_w), min(max(window.cy, half_h), h - half_h), height)
+            # Still placed as fit_window places it after the glide (a shrinking window may leave an edge behind).
+            window = _placed(window.cx, window.cy, min(window.height, largest_height(aspect, w, h)), aspect, w, h)
         self._last_t = t
         with self._lock:
             if self._aspect == aspect:

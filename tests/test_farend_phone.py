@@ -3,7 +3,7 @@
 Chromium emulates each screen over the DevTools protocol (tests/browser.py: devtools_page), keeps its own
 autoplay rule (sound needs a tap, as on a phone) and is tapped like a finger would. What counts is judged
 on the screenshot, the way she would judge it: how much of the screen's height the persona's face takes
-(MediaPipe's full-range face detector, which ships inside its wheel) and whether black bars frame it.
+(MediaPipe's face detectors, which ship inside its wheel) and whether black bars frame it.
 Declining the camera, the microphone or both must still leave a call in which she sees and hears.
 """
 
@@ -39,17 +39,21 @@ def her_camera_and_mic(demo, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 
 
 def face_share(shot: np.ndarray) -> float | None:
-    """Height of the largest face on the screenshot as a share of the screen's height (None: no face)."""
+    """Height of the largest face on the screenshot as a share of the screen's height (None: no face).
+
+    MediaPipe's two detectors (both inside its wheel): the short-range one sees the close-ups a phone call
+    shows, the full-range one smaller faces; the larger box found counts."""
     import mediapipe as mp
 
     h, w = shot.shape[:2]
-    scale = min(1.0, 960 / max(h, w))
-    small = cv2.resize(shot, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as det:
-        found = det.process(cv2.cvtColor(small, cv2.COLOR_BGR2RGB)).detections or []
-    if not found:
-        return None
-    return max(d.location_data.relative_bounding_box.height for d in found)
+    scale = min(1.0, 640 / max(h, w))
+    small = cv2.cvtColor(cv2.resize(shot, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA),
+                         cv2.COLOR_BGR2RGB)
+    heights = []
+    for model in (0, 1):
+        with mp.solutions.face_detection.FaceDetection(model_selection=model, min_detection_confidence=0.5) as det:
+            heights += [d.location_data.relative_bounding_box.height for d in det.process(small).detections or []]
+    return max(heights, default=None)
 
 
 def bar_share(shot: np.ndarray) -> float:
