@@ -44,6 +44,8 @@ def feathered_mask(
     box: tuple[int, int, int, int],
     mouth: np.ndarray | None = None,
     mouth_weight: float = 0.0,
+    erode: float = ERODE_FRACTION,
+    feather: float = FEATHER_FRACTION,
 ) -> np.ndarray:
     """Soft alpha (float32 0..1, box-sized) that is 1 inside the face outline and fades out at its edge.
 
@@ -68,7 +70,7 @@ def feathered_mask(
     dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     oy, ox = y0 - lo[1], x0 - lo[0]
     dist = dist[oy : oy + h, ox : ox + w]
-    ramp = (dist - np.float32(size * ERODE_FRACTION)) * np.float32(1.0 / (size * FEATHER_FRACTION))
+    ramp = (dist - np.float32(size * erode)) * np.float32(1.0 / (size * feather))
     np.clip(ramp, 0.0, 1.0, out=ramp)
     alpha = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no visible crease where the ramp starts or ends
 
@@ -105,22 +107,39 @@ def composite(frame: np.ndarray, patch: np.ndarray, alpha: np.ndarray, box: tupl
 
 
 def feathered_region(inside: np.ndarray, size: float, shape: tuple[int, int],
-                     box: tuple[int, int, int, int]) -> np.ndarray:
+                     box: tuple[int, int, int, int], erode: float = ERODE_FRACTION,
+                     feather: float = FEATHER_FRACTION) -> np.ndarray:
     """Soft alpha (float32 0..1, box-sized) that is 1 well inside the drawn region `inside` (uint8, box-sized)
     and fades out toward its edge: for a face whose outline is what was drawn (a turned 3-D face's
     silhouette), not a polygon. Where the box meets the frame's edge the region is taken to go on, so a
-    face cut by the frame does not fade out along it. `size` is the face width in pixels."""
+    face cut by the frame does not fade out along it. `size` is the face width in pixels; `erode` and
+    `feather` are fractions of it (the edge pulled in, the width of the soft edge)."""
     x0, y0, x1, y1 = box
     h, w = shape
-    pad = int(np.ceil(size * (ERODE_FRACTION + FEATHER_FRACTION))) + 2
+    pad = int(np.ceil(size * (erode + feather))) + 2
     pads = (pad if y0 == 0 else 0, pad if y1 == h else 0, pad if x0 == 0 else 0, pad if x1 == w else 0)
     grown = cv2.copyMakeBorder(inside, *pads, cv2.BORDER_REPLICATE)
     grown = cv2.copyMakeBorder(grown, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     dist = cv2.distanceTransform(grown, cv2.DIST_L2, cv2.DIST_MASK_3)
     dist = dist[1 + pads[0] : 1 + pads[0] + (y1 - y0), 1 + pads[2] : 1 + pads[2] + (x1 - x0)]
-    ramp = (dist - np.float32(size * ERODE_FRACTION)) * np.float32(1.0 / (size * FEATHER_FRACTION))
+    ramp = (dist - np.float32(size * erode)) * np.float32(1.0 / (size * feather))
     np.clip(ramp, 0.0, 1.0, out=ramp)
     return ramp * ramp * (3.0 - 2.0 * ramp)
+
+
+def fade_above(alpha: np.ndarray, box: tuple[int, int, int, int], start: np.ndarray, end: np.ndarray) -> None:
+    """Fade `alpha` (box-sized) out, in place, along the line from point `start` (alpha kept) to `end`
+    (alpha 0), smoothly; pixels before `start` along that line keep theirs. Frame pixel coordinates."""
+    x0, y0, x1, y1 = box
+    d = np.asarray(end, np.float64) - np.asarray(start, np.float64)
+    length2 = float(d @ d)
+    if length2 < 1.0:
+        return
+    gx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(start[0])
+    gy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(start[1])
+    t = gx * np.float32(d[0] / length2) + gy * np.float32(d[1] / length2)
+    keep = np.clip(1.0 - t, 0.0, 1.0)
+    alpha *= keep * keep * (3.0 - 2.0 * keep)
 
 
 def cut_mouth(alpha: np.ndarray, mouth: np.ndarray, box: tuple[int, int, int, int], size: float,

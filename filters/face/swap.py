@@ -23,7 +23,7 @@ from scipy.spatial import Delaunay
 
 from engine.face_contract import FaceOutput, check_frame
 from filters.face.animate import mesh_openness
-from filters.face.blend import (composite, cut_mouth, face_width, feathered_mask, feathered_region,
+from filters.face.blend import (composite, cut_mouth, face_width, fade_above, feathered_mask, feathered_region,
                                  mouth_cut_weight)
 from filters.face.color import transfer_color
 from filters.face.face3d import canonical, fit_pose, point_facing, render, signed_areas
@@ -49,6 +49,12 @@ BUSY_OPENNESS = 0.08  # a mouth this open (inner-lip gap over width) is talking:
 LIQUIFY_FACING = 0.4  # only points the camera sees this squarely (left-right) steer the liquify
 UNFOLD_ROUNDS = 3
 HIDDEN_OUTLINE_SHRINK = 0.97
+EDGE_ERODE = 0.01  # face widths the blend's edge is pulled in from the drawn silhouette
+EDGE_FEATHER = 0.04  # and the width of its soft edge (measured: 0.12 gave dlib distance 0.55, 0.03-0.06 0.48-0.50)
+OUTLINE_ERODE = 0.04  # his own outline (as liquified) is trusted less: the tracker draws it a little wide
+FOREHEAD_LINE = [105, 334]  # mid-brow points: the forehead fade runs from above them to the top of the face
+FOREHEAD_KEEP = 0.4  # share of the brow-to-top height kept in full before the fade starts
+MAX_OUTWARD = 0.02  # face widths his outline may move outward toward a wider face of hers
 LIQUIFY_STEP = 4  # px between the liquify map's exact samples (it is smooth: interpolated in between)
 
 
@@ -140,7 +146,12 @@ class FaceSwapFilter(ClosesOnExit):
         size = face_width(dst2[self._oval])
         # Inside what was drawn, and inside his head's outline as liquified: where the liquify could not
         # follow (the far side of a turned head), her face must not spill past his silhouette.
-        alpha = np.minimum(feathered_region(drawn, size, shape, box), feathered_mask(outline, box))
+        alpha = np.minimum(feathered_region(drawn, size, shape, box, EDGE_ERODE, EDGE_FEATHER),
+                           feathered_mask(outline, box, erode=OUTLINE_ERODE, feather=EDGE_FEATHER))
+        # A narrow edge keeps her jaw and cheek line (much of a likeness); the top of the forehead fades
+        # out instead, so her hairline does not cut across his forehead.
+        brow, top = dst2[FOREHEAD_LINE].mean(axis=0), dst2[10]
+        fade_above(alpha, box, brow + FOREHEAD_KEEP * (top - brow), top + 0.1 * (top - brow))
         cut_mouth(alpha, dst2[self._mouth], box, size, mouth_cut_weight(mesh_openness(dst2)))
         obox = _grown_box(op2[self._oval], OCCLUSION_REACH, shape)
         occlusion = self._occluders(image, op2.astype(np.float32), obox)
@@ -173,7 +184,15 @@ class FaceSwapFilter(ClosesOnExit):
         hidden = np.setdiff1d(self._oval, seen)
         anchors = np.concatenate([ring(operator[:, :2].astype(np.float32), self._oval), operator[hidden, :2]])
         src = np.concatenate([operator[seen, :2], anchors]).astype(np.float32)
-        moved = operator[seen, :2] + self._liquify_weight[seen, None] * (target[seen, :2] - operator[seen, :2])
+        step = self._liquify_weight[seen, None] * (target[seen, :2] - operator[seen, :2])
+        # Outward, his outline moves at most a little: past it lies his hair or the room, which the move
+        # would smear and her skin would then cover. Inward (a narrower face) it follows hers fully.
+        radial = operator[seen, :2] - centre
+        radial /= np.maximum(np.linalg.norm(radial, axis=1, keepdims=True), 1e-6)
+        out_by = (step * radial).sum(axis=1, keepdims=True)
+        limit = MAX_OUTWARD * face_width(outline)
+        step -= np.maximum(out_by - limit, 0.0) * radial
+        moved = operator[seen, :2] + step
         dst = np.concatenate([moved, anchors]).astype(np.float32)
         tris = Delaunay(src).simplices.astype(np.int32)
         s_src = np.sign(signed_areas(src, tris))
