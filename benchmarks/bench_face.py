@@ -174,8 +174,7 @@ def run(frames: int = 60, png_dir: str | Path | None = None, sheet: str | Path |
 
 def sheet_rows() -> list[tuple[str, list[tuple[float, np.ndarray]]]]:
     """(label, frames) for each row of the contact sheet; frames are (t, image), the last one is shown."""
-    from tests.test_face_portrait import close_eyes, deform
-    from tests.test_face_swap import open_mouth, with_cup, yawed
+    from benchmarks.face_scenes import close_eyes, deform, open_mouth, with_cup, yawed
 
     base = operator_base()
     rest = [(i / 30, base) for i in range(4)]

@@ -19,9 +19,9 @@ from filters.face.animate import LEFT_EYE, RIGHT_EYE
 from filters.face.fallback import cover_fit
 from filters.face.landmarks import lips_inner_indices
 from filters.face.portrait import PortraitFilter
-from filters.face.warp import triangulate, warp_face
 from benchmarks.identity import DIFFERENT_PEOPLE, distance, face_descriptor
-from tests.test_face_swap import H, W, moved, open_mouth, operator, persona, still_mesh  # noqa: F401 (fixtures)
+from benchmarks.face_scenes import close_eyes, deform, open_mouth, still_mesh  # noqa: F401 (shared)
+from tests.test_face_swap import H, W, moved, operator, persona  # noqa: F401 (fixtures)
 
 BROWS = [46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
 
@@ -31,23 +31,6 @@ def portrait(persona):
     f = PortraitFilter(persona, hold_s=0.5)
     yield f
     f.close()
-
-
-def deform(frame: np.ndarray, move) -> np.ndarray:
-    """`frame` with its face warped so its mesh points go where `move(points)` puts them."""
-    pts = still_mesh(frame)
-    dst = move(pts.copy())
-    patch, mask, (x0, y0, x1, y1) = warp_face(frame, pts, dst, triangulate(pts), frame.shape[:2])
-    out = frame.copy()
-    out[y0:y1, x0:x1][mask > 0] = patch[mask > 0]
-    return out
-
-
-def close_eyes(pts: np.ndarray) -> np.ndarray:
-    for pairs in (RIGHT_EYE, LEFT_EYE):
-        for up, lo in pairs:
-            pts[up] += 0.85 * (pts[lo] - pts[up])
-    return pts
 
 
 def raise_brows(pts: np.ndarray) -> np.ndarray:
