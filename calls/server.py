@@ -450,23 +450,22 @@ class CallServer:
     def _watch(self, pc: RTCPeerConnection, claim: int) -> None:
         """Keep the seat's clock for one connection: every RTCP receiver report the far end's browser sends
         (about once a second, whether or not it sends media) counts as a sign of life. A connection that
-        never connects is closed when its claim lapses; one that went silent only loses the seat (it is
-        left to resume, or to ICE to fail), so a far end that vanished cannot keep the next one out."""
+        never connects is closed when its claim lapses; one that went silent only loses the seat, so a far
+        end that vanished cannot keep the next one out, while one that was only paused gets it back if
+        nobody else joined meanwhile (a newcomer's offer closes the silent connection)."""
         seat = self.state.seat
 
         async def watch() -> None:
             seen: dict[int, object] = {}
             while self.state.peer is pc and not self._closing:
                 await asyncio.sleep(WATCH_INTERVAL_S)
-                if seat.expired(claim):
-                    if self.state.peer is pc and pc.connectionState != "connected":
+                if pc.connectionState != "connected":
+                    if seat.expired(claim) and self.state.peer is pc:
                         log.info("far end did not connect in time: its seat is free again")
                         await self.close_peer()
-                    else:
-                        log.info("far end went silent: its seat is free again")
-                    return
-                if pc.connectionState == "connected" and await _reported_since(pc, seen):
-                    seat.heard(claim)
+                        return
+                elif await _reported_since(pc, seen):
+                    seat.heard(claim)  # also gives a lapsed far end its seat back, if it is still free
 
         if self._watchdog is not None:
             self._watchdog.cancel()
