@@ -197,3 +197,19 @@ async def test_two_chromium_far_ends_see_and_hear_the_persona_and_the_operator_s
         assert faced == 1 and closer == 1, f"{name}'s browser does not show the persona's face"
     assert all(n > 5 for n in seen), f"the operator does not see every far end (frames: {seen})"
     assert after > before + 20, "withdrawing Anna stopped Ben's call"
+
+
+def test_sfu_url_without_sfu_is_refused_with_one_line() -> None:
+    import argparse
+
+    from calls.serve import ServeOptions
+    from calls.sfu import cli as sfu_cli
+    from engine.errors import EvercallError
+
+    options = ServeOptions()
+    with pytest.raises(EvercallError, match="--sfu janus"):
+        sfu_cli.extend(options, argparse.Namespace(sfu=None, sfu_url="http://127.0.0.1:8088/janus"))
+    sfu_cli.extend(options, argparse.Namespace(sfu=None, sfu_url=None))
+    assert options.extensions == []
+    sfu_cli.extend(options, argparse.Namespace(sfu="janus", sfu_url=None))
+    assert len(options.extensions) == 1
