@@ -96,7 +96,6 @@ class PathFollower:
         self.climb, self.min_step_s, self.floor_bps = climb, min_step_s, floor_bps
         self.cap_bps: Optional[int] = None
         self.loss: Optional[float] = None
-        self._last_report: Any = None
         self._last_step = float("-inf")
 
     def step(self, encoder: Any, loss: float, now: float) -> Optional[int]:
@@ -118,8 +117,13 @@ class PathFollower:
         return self.cap_bps
 
     async def run(self) -> None:
-        """Follow the path until the connection closes (cancel the task to stop sooner)."""
+        """Follow the path until the connection closes (cancel the task to stop sooner).
+
+        Loss is counted over each step's whole interval (the reports' cumulative counts), not taken from one
+        report's fraction: on a Wi-Fi link with 5% random loss, one second of video often shows over 10%,
+        and the rate would ratchet down to the floor for nothing."""
         loop = asyncio.get_running_loop()
+        counted: Optional[tuple[int, int]] = None  # (lost, received) when the last step was taken
         while getattr(self.pc, "connectionState", "closed") != "closed":
             await asyncio.sleep(self.interval_s)
             sender = _video_sender(self.pc)
@@ -127,9 +131,16 @@ class PathFollower:
             if encoder is None or not hasattr(encoder, "cap_to"):
                 continue  # no frame sent yet, or aiortc's own encoder (send tuning withdrawn)
             for stats in (await sender.getStats()).values():
-                if stats.type == "remote-inbound-rtp" and stats.timestamp != self._last_report:
-                    self._last_report = stats.timestamp
-                    self.step(encoder, (stats.fractionLost or 0) / 256, loop.time())
+                if stats.type != "remote-inbound-rtp":
+                    continue
+                now = (int(stats.packetsLost or 0), int(stats.packetsReceived or 0))
+                if counted is None or now[1] < counted[1]:
+                    counted = now
+                    continue
+                lost, received = now[0] - counted[0], now[1] - counted[1]
+                if lost + received >= 100 and loop.time() - self._last_step >= self.min_step_s:
+                    self.step(encoder, max(0, lost) / (max(0, lost) + received), loop.time())
+                    counted = now
 
 
 # -- an impaired path, in user space ------------------------------------------------------------------
