@@ -12,7 +12,9 @@ Why the frames are handed on the way they are:
   over a data channel ("clock") every second and takes half the smallest recent round trip. Until the first
   echo comes back, the arrival time is used as it is.
 
-Route (registered on the call's server by `attach`):
+Routes (registered on the call's server by `attach`, so they exist only in a call started with
+`--source browser`; the operator page shows its button only when the first answers):
+  GET  /operator/{token}/camera         204
   POST /operator/{token}/camera/offer   the operator page's SDP offer in, the answer out
 The same operator token, Origin check, body limits and offer schema as the rest of the operator's routes.
 """
@@ -216,8 +218,15 @@ class BrowserSource(Source):
                 return web.Response(status=400, text=f"cannot use this offer: {reason}\n")
             return web.json_response({"sdp": answer.sdp, "type": answer.type})
 
+        async def camera_here(request: web.Request) -> web.Response:
+            """204: this call takes its source from the operator's browser (the page shows its button)."""
+            if (refusal := server._operator_refusal(request)) is not None:
+                return refusal
+            return web.Response(status=204)
+
         async def close(app: web.Application) -> None:
             await self.close_peer()
 
+        server.app.router.add_get("/operator/{token}/camera", camera_here)
         server.app.router.add_post("/operator/{token}/camera/offer", camera_offer)
         server.app.on_shutdown.append(close)

@@ -124,6 +124,20 @@ async def test_wrong_operator_token_cannot_send_a_camera(demo_persona) -> None:
             async with session.post(call.operator_url + "/camera/offer", json={"type": "answer"}) as resp:
                 assert resp.status == 400
                 assert "offer" in await resp.text()
+            async with session.get(call.operator_url + "/camera") as resp:
+                assert resp.status == 204  # the page shows its button
+    finally:
+        await call.stop()
+
+
+async def test_a_call_with_a_local_source_offers_no_browser_camera(demo, demo_persona) -> None:
+    from calls.sources import FileSource
+
+    call = await start_call(demo_persona, FileSource(demo.operator_clip), ServeOptions(port=0))
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(call.operator_url + "/camera") as resp:
+                assert resp.status == 404  # the button stays hidden
     finally:
         await call.stop()
 
@@ -177,8 +191,8 @@ async def test_chromium_with_a_fake_camera_as_the_operator(demo, demo_persona, t
     try:
         async with devtools_page(call.operator_url, DESKTOP, video=camera) as (page, browser):
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not await page.evaluate(
-                    "!!document.getElementById('use-camera')"):
+            while time.monotonic() < deadline and not await page.evaluate(  # shown once the route answers
+                    "!!document.getElementById('use-camera') && !document.getElementById('use-camera').hidden"):
                 await asyncio.sleep(0.2)
             await page.tap("#use-camera")
             while time.monotonic() < deadline and source.frames_in < 30:

@@ -54,4 +54,6 @@ async function start() {
 }
 
 button.addEventListener("click", start);
+// Only a call started with `--source browser` takes its camera from here: ask before showing the button.
+fetch(base + "/camera").then((r) => { button.hidden = r.status !== 204; }).catch(() => {});
 })();
