@@ -29,6 +29,9 @@ def register(sub) -> None:
     serve.add_argument("--cpu-share", type=float, default=0.0, metavar="N", help="CPU cores each call asks for")
     serve.add_argument("--worker-host", default=None,
                        help="where workers' call servers listen (default: each worker's cluster address, with TLS)")
+    serve.add_argument("--sfu", choices=("janus",), default=None,
+                       help="every call's far ends join through a Janus room on its worker (several per call)")
+    serve.add_argument("--sfu-url", default=None, metavar="URL", help="a running Janus for every call instead")
     serve.set_defaults(func=cmd_serve)
     status = inner.add_parser("status", help="list workers, their calls and their load")
     status.add_argument("--address", default="auto")
@@ -77,7 +80,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from engine.vault import resolve_passphrase
 
     connect(args.address)
-    front = FrontDoor(args.gpu_share, args.cpu_share, resolve_passphrase(default_home()), host=args.worker_host)
+    front = FrontDoor(args.gpu_share, args.cpu_share, resolve_passphrase(default_home()), host=args.worker_host,
+                      sfu=args.sfu is not None, sfu_url=args.sfu_url)
     token = secrets.token_urlsafe(16)
 
     def allowed(request: web.Request) -> None:

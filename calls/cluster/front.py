@@ -51,7 +51,7 @@ class PlacedCall:
     def describe(self) -> dict:
         return {"id": self.ident, "node_id": self.node_id, "persona": self.persona, "placed_at": self.placed_at,
                 "state": "ended" if self.ended else "running", "message": self.ended,
-                **{k: self.info.get(k) for k in ("operator_url", "join_url", "tls_fingerprint")}}
+                **{k: self.info.get(k) for k in ("operator_url", "join_url", "room_url", "tls_fingerprint")}}
 
 
 def connect(address: str | None = "auto") -> None:
@@ -94,11 +94,12 @@ class FrontDoor:
     """Places calls on workers, watches them, ends and lists them."""
 
     def __init__(self, gpu_share: float = 0.0, cpu_share: float = 0.0, store_passphrase: str | None = None,
-                 host: str | None = None) -> None:
+                 host: str | None = None, sfu_url: str | None = None, sfu: bool = False) -> None:
         """host: where the workers' call servers listen (default: each worker's own cluster address, with
         TLS since that is not loopback; "127.0.0.1" when every worker is on this machine)."""
         self.gpu_share, self.cpu_share = gpu_share, cpu_share
         self.host = host
+        self.sfu, self.sfu_url = sfu or bool(sfu_url), sfu_url
         self.passphrase = store_passphrase
         self.calls: dict[str, PlacedCall] = {}
 
@@ -146,6 +147,7 @@ class FrontDoor:
         try:
             public = ray.get(actor.public_key.remote(), timeout=PLACE_TIMEOUT_S)
             spec = {"persona": persona, "source": source, "host": self.host or worker["address"], "choices": choices or {},
+                    "sfu": self.sfu, "sfu_url": self.sfu_url,
                     "sealed": seal(self.passphrase, public) if self.passphrase and persona != "demo" else None}
             call.info = ray.get(actor.start.remote(spec), timeout=PLACE_TIMEOUT_S)
         except Exception as exc:

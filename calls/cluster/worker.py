@@ -45,7 +45,8 @@ class CallActor:
 
     async def start(self, spec: dict) -> dict:
         """spec: persona ("demo" or a store name), sealed (the passphrase sealed to this actor, or None),
-        source ("browser" or "demo"), host (this worker's address), choices (CallChoices fields)."""
+        source ("browser" or "demo"), host (this worker's address), choices (CallChoices fields),
+        sfu (True: far ends join through a Janus room, started on this worker unless sfu_url names one)."""
         import ray
 
         from calls.assembly import CallChoices
@@ -66,10 +67,15 @@ class CallActor:
         host = spec.get("host", "127.0.0.1")
         options = ServeOptions(host=host, port=0, choices=CallChoices(**spec.get("choices", {})),
                                tls_self_signed=host not in LOOPBACK)
+        if spec.get("sfu"):  # several far ends through Janus on this worker (calls/sfu)
+            from calls.sfu.room import SfuRoom
+
+            options.extensions.append(SfuRoom(spec.get("sfu_url"), os.environ.get("EVERCALL_JANUS_SECRET")).attach)
         self.call = await start_call(persona, self.source, options)
         self.info = {"operator_url": self.call.operator_url, "join_url": self.call.join_url,
                      "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
-                     "tls_fingerprint": self.call.tls_fingerprint}
+                     "tls_fingerprint": self.call.tls_fingerprint,
+                     "room_url": f"{self.call.operator_url}/sfu" if spec.get("sfu") else None}
         return self.info
 
     async def first_frame(self, timeout: float = 60.0) -> float | None:
