@@ -14,6 +14,7 @@ import time
 import pytest
 
 from calls.cluster.sealed import Opener, seal
+from calls.sfu.janus import janus_binary
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (bash install.sh --cluster installs the extra)")
 
@@ -97,10 +98,17 @@ def test_placement_refusal_and_recovery_after_a_killed_worker(two_workers, demo,
 
     # The operator ends the second call; the next call lands on the worker that is still alive.
     front.end(second.ident)
+    front.sfu = janus_binary() is not None  # this one also through a Janus room on its worker, when Janus is here
     third = front.place("demo", source="demo")
     try:
         assert third.node_id == second.node_id
         assert ray.get(third.actor.first_frame.remote(60.0), timeout=90) is not None
+        if front.sfu:
+            import json
+            import urllib.request
+
+            with urllib.request.urlopen(third.info["room_url"] + "/state.json", timeout=10) as resp:
+                assert json.load(resp)["room_ready"] is True, "the worker's Janus room did not open"
     finally:
         front.end(third.ident)
     status = front.status()
