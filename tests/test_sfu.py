@@ -38,6 +38,19 @@ def test_invite_names_are_checked_and_each_link_is_its_own() -> None:
             room.invite(bad)
 
 
+async def test_an_expired_or_withdrawn_link_is_refused() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    room = SfuRoom("http://127.0.0.1:1/janus")
+    old, gone, good = room.invite("Mum"), room.invite("Dad"), room.invite("Ann")
+    old.created_at -= old.ttl_s + 1
+    await room.withdraw(gone)
+    for far_end, status in ((old, 403), (gone, 403), (good, None)):
+        got = room._far_end(make_mocked_request("GET", f"/sfu/join/{far_end.token}",
+                                                match_info={"token": far_end.token}))
+        assert (got.status if hasattr(got, "status") else None) == status
+
+
 def test_report_keeps_only_numbers_and_a_jpeg() -> None:
     got = _report({"framesDecoded": 10, "audioLevel": 0.2, "evil": "x", "framesPerSecond": "30",
                    "snapshot": "data:text/html;base64,AAAA"})

@@ -38,7 +38,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from calls import schema
 from calls.ice import rtc_configuration
-from calls.invites import FAREND_COOKIE, new_token
+from calls.invites import DEFAULT_TTL_S, FAREND_COOKIE, new_token
 from calls.sfu.janus import JanusError, JanusHandle, JanusServer, JanusSession
 from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_video
 from engine.media import VideoFrame
@@ -83,6 +83,7 @@ class FarEnd:
     token: str = field(default_factory=new_token)
     ident: str = field(default_factory=lambda: secrets.token_hex(4))
     created_at: float = field(default_factory=time.time)
+    ttl_s: float = DEFAULT_TTL_S  # like the peer-to-peer link: valid for --invite-hours
     revoked: bool = False
     browser: str | None = None  # the cookie of the browser that holds this link
     subscriber: JanusHandle | None = None
@@ -96,6 +97,7 @@ class FarEnd:
 
     def describe(self, base_url: str) -> dict:
         return {"id": self.ident, "name": self.name, "join_url": f"{base_url}/sfu/join/{self.token}",
+                "expires_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created_at + self.ttl_s)),
                 "revoked": self.revoked, "joined": self.joined_at is not None and not self.revoked,
                 "publishing": self.feed is not None, "report": {k: v for k, v in (self.report or {}).items()
                                                                  if k != "snapshot"}}
@@ -173,7 +175,8 @@ class SfuRoom:
         """A new link that admits one far end called `name`."""
         if not isinstance(name, str) or not _NAME.match(name.strip()):
             raise schema.BadMessage("a far end's name is 1-40 letters, digits, spaces, dots, hyphens or apostrophes")
-        far_end = FarEnd(name=name.strip())
+        ttl = self.call.state.invite.ttl_s if self.call is not None else DEFAULT_TTL_S
+        far_end = FarEnd(name=name.strip(), ttl_s=ttl)
         self.far_ends[far_end.token] = far_end
         return far_end
 
@@ -309,6 +312,8 @@ class SfuRoom:
             return self._refused("The invitation code in this link is wrong.")
         if far_end.revoked:
             return self._refused("This invitation was withdrawn by the person who sent it.")
+        if time.time() >= far_end.created_at + far_end.ttl_s:
+            return self._refused("This invitation has expired.")
         browser = request.cookies.get(FAREND_COOKIE)
         if request.method == "POST":
             if browser is None:
