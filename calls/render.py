@@ -105,6 +105,10 @@ def render(persona: Persona, input_path: Path, output_path: Path, choices: CallC
     samples = _read_audio_track(input_path)
     voice = convert_voice(assembly, samples) if samples is not None and samples.size \
         else None
+    if voice is not None:  # the sound carries the same provenance as the picture
+        from filters.watermark.voice import mark_track
+
+        voice = mark_track(voice, assembly.persona_id, call_id, OUT_AUDIO_RATE)
 
     tmp = output_path.with_name(f".{output_path.name}.partial.mp4")
     frames = faces = 0

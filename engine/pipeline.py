@@ -33,11 +33,13 @@ class CallPipeline:
     """
 
     def __init__(self, face: FaceFilter, voice: VoiceFilter, audio_rate: int = AUDIO_RATE, align_av: bool = True,
-                 mark: Callable[[np.ndarray, int], np.ndarray] | None = None) -> None:
+                 mark: Callable[[np.ndarray, int], np.ndarray] | None = None,
+                 voice_mark: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.metrics = Metrics()
         self._face = face  # closed when it is replaced or the call ends
         self._retired: list[FaceFilter] = []  # replaced filters, closed on the face thread
         self.mark = mark  # provenance watermark applied to every frame that leaves, cards included
+        self.voice_mark = voice_mark  # provenance mark on every audio block that leaves, silence included
         self.card: np.ndarray | None = None  # when set, replaces the picture and silences the voice
         self.muted = False
         self.audio_rate = audio_rate
@@ -116,6 +118,12 @@ class CallPipeline:
                 out = np.zeros_like(samples)  # silence, never the operator's own voice
             if self.muted or self.card is not None:
                 out = np.zeros_like(out)
+            if self.voice_mark is not None:
+                try:  # runs on silence too, so the mark is continuous (a faint floor where nothing is said)
+                    out = self.voice_mark(out)
+                except Exception:
+                    self.voice_errors += 1
+                    out = np.zeros_like(out)  # an unmarked voice must not leave
             # out[0] is the converted sample captured `latency_s` before samples[0].
             t_out = t_first - self.voice.latency_s
             self.audio_out.write(out, t_out)

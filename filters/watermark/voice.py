@@ -47,7 +47,9 @@ COPIES = 3
 PILOT_SEGMENTS = SEGMENTS - COPIES * CODED_BITS  # 148, about a fifth
 PERIOD = SEGMENT * SEGMENTS  # 24320 samples at 16 kHz = 1.52 s; a multiple of 640, so whole at 44.1/48 kHz
 BAND_HZ = (150.0, 7000.0)
-SMR_DB = 25.0  # speech level over mark level, per 10 ms block
+SMR_DB = 20.0  # voice level over mark level in a tonal (voiced) 10 ms block
+NOISY_SMR_DB = 12.0  # ... and in a noise-like one (fricatives, breath, room noise), which masks noise far better
+FLATNESS = (0.03, 0.25)  # spectral flatness from which a block counts as partly, and as fully, noise-like
 FLOOR_RMS = 10 ** (-66 / 20)  # the mark's level in silence (-66 dBFS)
 LPC_ORDER = 16
 WINDOW_S = 3.0  # detection window
@@ -140,13 +142,28 @@ def _levinson(r: np.ndarray, order: int) -> np.ndarray:
 _LAG_WINDOW = np.exp(-0.5 * (2 * np.pi * 60.0 * np.arange(LPC_ORDER + 1) / DETECT_RATE) ** 2)
 
 
-def _lpc(frames: np.ndarray, lag_window: np.ndarray) -> np.ndarray:
-    """LPC (batch, order+1) of windowed frames, lag-windowed and with a -40 dB noise floor for stability."""
+def _lpc(frames: np.ndarray, lag_window: np.ndarray, band: slice) -> tuple[np.ndarray, np.ndarray]:
+    """LPC (batch, order+1) of windowed frames (lag-windowed, slightly regularised for stability), and each
+    frame's spectral flatness over the mark's band: near 0.5 for noise, far lower for a voiced sound."""
     n = frames.shape[-1]
     spec = np.fft.rfft(frames, 2 * n)
-    r = np.fft.irfft(spec.real**2 + spec.imag**2)[..., : LPC_ORDER + 1] * lag_window
+    power = spec.real**2 + spec.imag**2
+    r = np.fft.irfft(power)[..., : LPC_ORDER + 1] * lag_window
     r[..., 0] = r[..., 0] * 1.0001 + 1e-12
-    return _levinson(r, LPC_ORDER)
+    inband = power[..., band] + 1e-20
+    flatness = np.exp(np.mean(np.log(inband), axis=-1)) / np.mean(inband, axis=-1)
+    return _levinson(r, LPC_ORDER), flatness
+
+
+def _band_bins(frame: int, rate: int) -> slice:
+    """rfft bins (of a frame zero-padded to twice its length) inside the mark's band."""
+    step = rate / (2 * frame)
+    return slice(int(np.ceil(BAND_HZ[0] / step)), int(BAND_HZ[1] / step) + 1)
+
+
+def smr_for(flatness: np.ndarray | float) -> np.ndarray:
+    """Signal-to-mark ratio (dB) for a block of this flatness: SMR_DB when tonal, NOISY_SMR_DB when noise-like."""
+    return np.interp(flatness, FLATNESS, (SMR_DB, NOISY_SMR_DB))
 
 
 @functools.lru_cache(maxsize=8)
@@ -157,7 +174,7 @@ def _hann(n: int) -> np.ndarray:
 class VoiceMarkEmbedder:
     """Adds the mark to a stream of mono float blocks (any length, usually 10 ms), sample for sample, no delay."""
 
-    def __init__(self, payload: bytes, rate: int = 48000, key: bytes = DEFAULT_KEY, smr_db: float = SMR_DB) -> None:
+    def __init__(self, payload: bytes, rate: int = 48000, key: bytes = DEFAULT_KEY, smr_offset_db: float = 0.0) -> None:
         if len(payload) != PAYLOAD_BYTES:
             raise ValueError(f"payload must be {PAYLOAD_BYTES} bytes (see make_payload), got {len(payload)}")
         if (PERIOD * rate) % DETECT_RATE:
@@ -165,7 +182,7 @@ class VoiceMarkEmbedder:
         self.payload, self.rate, self.key = bytes(payload), rate, bytes(key)
         self._wave = _mark_waveform(self.key, self.payload, rate)
         self._pos = 0
-        self._ratio = 10 ** (-smr_db / 20)
+        self._offset = smr_offset_db  # added to every block's ratio (benchmarks try quieter and louder marks)
         self._zi = np.zeros(LPC_ORDER)
         self._gain = 0.0
         self._prev = np.zeros(0, np.float32)
@@ -186,11 +203,13 @@ class VoiceMarkEmbedder:
             return x.copy()
         m = self._template_block(n)
         level = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
-        if level * self._ratio > FLOOR_RMS:
-            frame = np.concatenate([self._prev, x])[-2 * max(n, 240):]
-            a = _lpc(frame * _hann(len(frame)), self._lag_window)[0]
-            target = level * self._ratio
-        else:
+        frame = np.concatenate([self._prev, x])[-2 * max(n, 240):]
+        target = 0.0
+        if level > FLOOR_RMS:
+            a, flatness = _lpc((frame * _hann(len(frame)))[None], self._lag_window, _band_bins(len(frame), self.rate))
+            a = a[0]
+            target = level * 10 ** (-(float(smr_for(flatness[0])) + self._offset) / 20)
+        if target <= FLOOR_RMS:
             a = np.zeros(LPC_ORDER + 1)
             a[0] = 1.0
             target = FLOOR_RMS
@@ -207,7 +226,7 @@ class VoiceMarkEmbedder:
 
 
 def _whitened(x: np.ndarray) -> np.ndarray:
-    """LPC residual per 10 ms (from a 20 ms window), normalised per 10 ms and clipped: (len(x),) float."""
+    """LPC residual per 10 ms (from a 20 ms window), normalised per 10 ms, clipped and weighted."""
     hop = DETECT_RATE // 100
     blocks = len(x) // hop
     x = x[: blocks * hop].astype(np.float64)
@@ -215,12 +234,14 @@ def _whitened(x: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     padded = np.concatenate([np.zeros(hop // 2), x, np.zeros(hop // 2 + hop)])
     frames = sliding_window_view(padded, 2 * hop)[::hop][:blocks]
-    a = _lpc(frames * _hann(2 * hop), _LAG_WINDOW)  # (blocks, order+1)
+    a, flatness = _lpc(frames * _hann(2 * hop), _LAG_WINDOW, _band_bins(2 * hop, DETECT_RATE))  # (blocks, order+1)
     lagged = sliding_window_view(np.concatenate([np.zeros(LPC_ORDER), x]), LPC_ORDER + 1)[:, ::-1]
     e = np.einsum("bhk,bk->bh", lagged.reshape(blocks, hop, LPC_ORDER + 1), a)
     rms = np.sqrt(np.mean(e**2, axis=1, keepdims=True))
     floor = max(float(np.median(rms)) * 1e-3, 1e-9)
-    return np.clip(e / np.maximum(rms, floor), -CLIP, CLIP).reshape(-1)
+    # Weight each block by the mark-to-voice ratio the embedder gave it (noise-like blocks carry more).
+    weight = 10 ** ((SMR_DB - smr_for(flatness)) / 20)
+    return (np.clip(e / np.maximum(rms, floor), -CLIP, CLIP) * weight[:, None]).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -364,3 +385,14 @@ def verify_audio(path: str | Path, key: bytes = DEFAULT_KEY) -> AudioVerifyRepor
         payload=payload,
         fraction_found=len(found_payloads) / len(windows) if windows else 0.0,
     )
+
+
+def signal_to_mark_db(clean: np.ndarray, marked: np.ndarray, rate: int, active_dbfs: float = -40.0) -> float:
+    """Energy of the voice over energy of the mark (dB), over the 10 ms blocks where the voice is above
+    `active_dbfs` (in silence the ratio means nothing: there the mark is a fixed faint floor)."""
+    block = rate // 100
+    n = min(len(clean), len(marked)) // block * block
+    s = np.asarray(clean[:n], np.float64).reshape(-1, block)
+    m = np.asarray(marked[:n], np.float64).reshape(-1, block) - s
+    active = np.sqrt(np.mean(s**2, axis=1)) > 10 ** (active_dbfs / 20)
+    return float(10 * np.log10(np.sum(s[active] ** 2) / max(np.sum(m[active] ** 2), 1e-30)))
