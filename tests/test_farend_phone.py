@@ -19,7 +19,8 @@ import pytest
 
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
-from tests.browser import PHONE_LANDSCAPE, PHONE_UPRIGHT, TABLET, devtools_page, require_chromium, write_y4m
+from tests.browser import (DESKTOP, PHONE_LANDSCAPE, PHONE_UPRIGHT, TABLET, devtools_page, require_chromium,
+                           write_y4m)
 
 WAIT_S = 40.0  # an upper bound for start, connect and a framed picture on two shared cores
 SETTLE_S = 3.0  # the framing glides with a 0.8 s time constant: settled well within this
@@ -163,21 +164,33 @@ async def test_upright_phone_then_turned_fills_the_screen_with_the_face(
         assert bars <= 0.10, f"{name} phone: black bars take {bars:.0%} of the screen"
 
 
-async def test_tablet_fills_the_screen_with_the_face(demo, demo_persona, her_camera_and_mic, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["tablet", "desktop"])
+async def test_tablet_and_desktop_fill_the_screen_with_the_face(
+        demo, demo_persona, her_camera_and_mic, tmp_path: Path, name: str) -> None:
     require_chromium()
     camera, mic = her_camera_and_mic
     call = await _start_call(demo, demo_persona)
     try:
-        async with devtools_page(call.join_url, TABLET, video=camera, audio=mic) as (page, browser):
+        async with devtools_page(call.join_url, TABLET if name == "tablet" else DESKTOP, video=camera, audio=mic) \
+                as (page, browser):
             await _tap_start(page, browser)
             shot, _ = await _framed_screenshot(page, browser)
-            keep(shot, "tablet", tmp_path)
+            keep(shot, name, tmp_path)
+            # Her own picture: small, and hidden or shown again with one tap.
+            small = await page.evaluate("(() => { const r = document.getElementById('self').getBoundingClientRect();"
+                                        " return r.width * r.height / (innerWidth * innerHeight); })()")
+            await page.tap("#self-toggle")
+            hidden = await page.evaluate("document.getElementById('self').hidden")
+            await page.tap("#self-toggle")
+            shown = await page.evaluate("!document.getElementById('self').hidden")
     finally:
         await call.stop()
     share, bars = face_share(shot), bar_share(shot)
-    print(f"tablet: face {share} of the screen height, bars {bars:.3f}")
-    assert share is not None and share >= 0.40, f"tablet: the face takes {share} of the screen height, needs 40%"
-    assert bars <= 0.10, f"tablet: black bars take {bars:.0%} of the screen"
+    print(f"{name}: face {share} of the screen height, bars {bars:.3f}, self-view {small:.3f} of the screen")
+    assert share is not None and share >= 0.40, f"{name}: the face takes {share} of the screen height, needs 40%"
+    assert bars <= 0.10, f"{name}: black bars take {bars:.0%} of the screen"
+    assert 0 < small < 0.06, f"her own picture takes {small:.0%} of the screen"
+    assert hidden and shown, "the self-view button must hide and show her own picture"
 
 
 @pytest.mark.parametrize("allowed", [("microphone",), ("camera",), ()],
