@@ -198,9 +198,9 @@ async def _relay(pipeline, source: Source, media: MediaOptions):
     """The real CallServer on a free loopback port around `pipeline` (no audit log: a benchmark is not a call)."""
     from aiohttp import web
 
-    from calls.server import CallServer, CallState
+    from calls.server import CallServer, CallConfig, CallState
 
-    state = CallState(pipeline=pipeline, persona_name="benchmark", media=media)
+    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="benchmark", media=media))
     runner = web.AppRunner(CallServer(state).app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

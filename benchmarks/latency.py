@@ -339,9 +339,9 @@ async def _start_relay(pipeline: CallPipeline, source: Source, media=None):
     from aiohttp import web
 
     from calls.media_options import MediaOptions
-    from calls.server import CallServer, CallState
+    from calls.server import CallServer, CallConfig, CallState
 
-    state = CallState(pipeline=pipeline, persona_name="benchmark", media=media or MediaOptions())
+    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="benchmark", media=media or MediaOptions()))
     runner = web.AppRunner(CallServer(state).app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -114,6 +114,5 @@ def figures(state: Any, cpu: CpuMeter) -> dict:
         "cpu_cores": os.cpu_count(),
         "invite": state.invite.describe(),
         "source_error": state.source_error,
-        "media": {**state.media.describe(), "codec_in_use": state.sending_codec}
-        if getattr(state, "media", None) is not None else None,
+        "media": {**state.config.media.describe(), "codec_in_use": state.sending_codec},
     }

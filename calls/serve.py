@@ -16,7 +16,7 @@ from calls.console import Controls
 from calls.invites import DEFAULT_TTL_S, Invite
 from calls.assembly import CallAssembly, CallChoices
 from calls.media_options import MediaOptions
-from calls.server import CallServer, CallState
+from calls.server import CallConfig, CallServer, CallState
 from calls.tls import fingerprint, require_tls_for, self_signed, server_context
 from engine.errors import EvercallError
 from calls.sources import Source
@@ -76,7 +76,7 @@ class RunningCall:
 
     @property
     def operator_url(self) -> str:
-        return f"{self.base_url}/operator/{self.state.operator_token}"
+        return f"{self.base_url}/operator/{self.state.config.operator_token}"
 
     async def stop(self) -> None:
         self.source.stop()
@@ -89,10 +89,11 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
     context, tls_fp = options.ssl_context()  # refuses an unsafe bind before any work is done
     assembly = CallAssembly(persona, options.choices)
     pipeline = await asyncio.to_thread(assembly.pipeline, AUDIO_RATE)
-    state = CallState(pipeline=pipeline, persona_name=persona.name, assembly=assembly,
-                      invite=Invite(ttl_s=options.invite_ttl_s), media=options.media, mode=options.choices.mode,
-                      persona_notes=getattr(persona, "notes", "") or "",
-                      admit=functools.partial(check_still_usable, persona, "call"))
+    config = CallConfig(persona_name=persona.name, assembly=assembly, media=options.media,
+                        persona_notes=getattr(persona, "notes", "") or "",
+                        admit=functools.partial(check_still_usable, persona, "call"))
+    state = CallState(pipeline=pipeline, config=config, invite=Invite(ttl_s=options.invite_ttl_s),
+                      mode=options.choices.mode)
     await asyncio.to_thread(state.record, "invite_created", expires=state.invite.describe()["expires_at"])
     call_box: list[RunningCall] = []
 

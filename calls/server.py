@@ -74,33 +74,42 @@ def _page(name: str) -> str:
     return resources.files("calls").joinpath("static", name).read_text(encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class CallConfig:
+    """What a call is, fixed when it starts: whose likeness, how it was assembled, what goes over the wire,
+    the operator's key and notes. Nothing here changes while the call runs."""
+
+    persona_name: str
+    assembly: Any = None  # calls.assembly.CallAssembly: the call's id, filters and audit records (None: none)
+    media: MediaOptions = field(default_factory=MediaOptions)
+    operator_token: str = field(default_factory=new_token)
+    persona_notes: str = ""  # the operator's private notes: served only with the operator's token
+    admit: Callable[[], None] | None = None  # asked before each new far end: raises EvercallError when the
+    # persona may no longer be used (a next of kin revoked, an objection was filed) since the call began
+
+
 @dataclass
 class CallState:
-    """What the server shares with the rest of the call: the pipeline and the far end's media."""
+    """What changes during a call, shared by the server, the console and serve: the pipeline, the invite and
+    seat, the far end's connection and media, the face mode in use."""
 
     pipeline: CallPipeline
-    persona_name: str
+    config: CallConfig
     invite: Invite = field(default_factory=Invite)
     seat: FarEndSeat = field(default_factory=FarEndSeat)
-    operator_token: str = field(default_factory=new_token)
     farend_video: LatestSlot[VideoFrame] = field(default_factory=LatestSlot)
     farend_audio: AudioRing = field(default_factory=lambda: AudioRing(AUDIO_RATE, capacity_s=0.3))
     peer: RTCPeerConnection | None = None
     peer_tasks: list[asyncio.Task] = field(default_factory=list)
     source_error: str | None = None
     farend_report: dict | None = None  # the far end's own figures (frames decoded, fps), for the operator
-    assembly: Any = None  # calls.assembly.CallAssembly: the call's id, filters and audit records (None: none)
     mode: str = "swap"  # the face mode in use now (the console can switch it)
-    media: MediaOptions = field(default_factory=MediaOptions)
     sending_codec: str | None = None  # the video codec the far end accepted, once a call is answered
-    persona_notes: str = ""  # the operator's private notes: served only with the operator's token
-    admit: Callable[[], None] | None = None  # asked before each new far end: raises EvercallError when the
-    # persona may no longer be used (a next of kin revoked, an objection was filed) since the call began
 
     def record(self, event: str, **fields: Any) -> None:
         """Append to the call's audit log (CallAssembly.record); a logging failure never ends the call."""
-        if self.assembly is not None:
-            self.assembly.record(event, **fields)
+        if self.config.assembly is not None:
+            self.config.assembly.record(event, **fields)
 
 
 def bad_request(message: str, status: int = 400) -> web.Response:
@@ -177,7 +186,7 @@ class CallServer:
     def _operator_ok(self, request: web.Request) -> bool:
         """The operator token matches (compared as bytes: any text in the URL is a plain mismatch)."""
         token = request.match_info["token"].encode("utf-8", "replace")
-        return secrets.compare_digest(token, self.state.operator_token.encode())
+        return secrets.compare_digest(token, self.state.config.operator_token.encode())
 
     @staticmethod
     def _same_origin(request: web.Request) -> bool:
@@ -222,17 +231,17 @@ class CallServer:
     async def operator_page(self, request: web.Request) -> web.Response:
         if (refusal := self._operator_refusal(request)) is not None:
             return refusal
-        base = f"/operator/{self.state.operator_token}"
+        base = f"/operator/{self.state.config.operator_token}"
         join_url = f"{request.scheme}://{request.host}/join/{self.state.invite.token}"
         text = (_page("operator.html").replace("{base}", base).replace("{join_url}", html.escape(join_url))
-                .replace("{persona}", html.escape(self.state.persona_name)))
+                .replace("{persona}", html.escape(self.state.config.persona_name)))
         return web.Response(text=text, content_type="text/html")
 
     async def notes(self, request: web.Request) -> web.Response:
         """The persona's notes for the operator page (calls/static/notes.js renders them as text)."""
         if (refusal := self._operator_refusal(request)) is not None:
             return refusal
-        return web.json_response({"notes": self.state.persona_notes})
+        return web.json_response({"notes": self.state.config.persona_notes})
 
     async def stats(self, request: web.Request) -> web.Response:
         if (refusal := self._operator_refusal(request)) is not None:
@@ -280,7 +289,7 @@ class CallServer:
         """The picture for the far end's screen (worker thread): framed around the face once her screen's
         shape is known, re-marked since the crop is a new picture; before that, as `--video-size` says."""
         if self.framer.aspect is None:
-            size = self.state.media.size
+            size = self.state.config.media.size
             if size is not None and image.shape[1::-1] != size:
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if size[0] < image.shape[1]
                                    else cv2.INTER_LINEAR)
@@ -377,9 +386,9 @@ class CallServer:
             sdp, kind = schema.offer(await self._body(request, "the offer", schema.MAX_OFFER_BYTES))
         except schema.BadMessage as exc:
             return bad_request(f"bad offer: {exc}")
-        if self.state.admit is not None:
+        if self.state.config.admit is not None:
             try:  # consent may have been revoked, or an objection filed, since the call began
-                await asyncio.to_thread(self.state.admit)
+                await asyncio.to_thread(self.state.config.admit)
             except EvercallError as exc:
                 log.error("a far end was turned away: %s", exc)
                 return refused("This call is no longer available.")
@@ -389,7 +398,7 @@ class CallServer:
         if claim is None:
             return refused("Someone is already in this call. Only one person can join at a time.", status=409)
         await self.close_peer(free_seat=False)
-        media = self.state.media
+        media = self.state.config.media
         media.apply_to_aiortc()  # encoders and jitter buffers of the connection built next
         offer = RTCSessionDescription(sdp=sdp, type=kind)
         pc = RTCPeerConnection(rtc_configuration())

@@ -28,7 +28,7 @@ from calls.encoders import (
     tune_senders,
 )
 from calls.media_options import MediaOptions, answered_video_codec, prefer_video_codec
-from calls.server import CallServer, CallState
+from calls.server import CallServer, CallConfig, CallState
 from calls.sources import FileSource
 from calls.transport import restore_receivers
 from engine.errors import EvercallError
@@ -149,7 +149,7 @@ async def test_an_audio_only_offer_gets_no_video() -> None:
 async def _call(demo, media: MediaOptions) -> tuple[dict, dict, CallState]:
     """A 3 s call from the demo operator clip to an aiortc far end: (join result, frames seen, call state)."""
     pipeline = passthrough_pipeline()
-    state = CallState(pipeline=pipeline, persona_name="test", media=media)
+    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="test", media=media))
     runner = web.AppRunner(CallServer(state).app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

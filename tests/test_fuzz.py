@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from benchmarks.latency import passthrough_pipeline
 from calls.invites import FarEndSeat
-from calls.server import CallServer, CallState
+from calls.server import CallServer, CallConfig, CallState
 from engine.errors import EvercallError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ bodies = raw_bodies | report_like.map(encoded) | offer_like.map(encoded) | comma
 @pytest.fixture(scope="module")
 def live():
     pipeline = passthrough_pipeline()
-    state = CallState(pipeline=pipeline, persona_name="fuzz", seat=FarEndSeat(connect_timeout_s=0.5))
+    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="fuzz"), seat=FarEndSeat(connect_timeout_s=0.5))
     server = CallServer(state)
     loop = asyncio.new_event_loop()
     started = threading.Event()
@@ -148,7 +148,7 @@ def paths(state: CallState) -> st.SearchStrategy[tuple[str, str]]:
     """(method, path) over every route, with good, wrong and strange tokens."""
     strange = st.text(min_size=1, max_size=30).map(lambda t: quote(t, safe=""))
     join = st.sampled_from([state.invite.token, "wrong"]) | strange
-    operator = st.sampled_from([state.operator_token, "wrong"]) | strange
+    operator = st.sampled_from([state.config.operator_token, "wrong"]) | strange
     wrong_operator = st.sampled_from(["wrong", "\u00e9"]).map(lambda t: quote(t, safe="")) | strange
     return st.one_of(
         st.tuples(st.sampled_from(["GET", "POST", "PUT"]), st.just("/")),
@@ -188,7 +188,7 @@ def test_every_route_answers_hostile_requests_with_4xx(live) -> None:
 
 def test_console_socket_survives_any_message(live) -> None:
     state, base = live
-    url = f"{base}/operator/{state.operator_token}/ws"
+    url = f"{base}/operator/{state.config.operator_token}/ws"
 
     async def exchange(messages: list) -> None:
         async with aiohttp.ClientSession() as session:

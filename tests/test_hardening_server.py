@@ -19,7 +19,7 @@ from aiortc import RTCPeerConnection
 
 from benchmarks.latency import passthrough_pipeline
 from calls.invites import FarEndSeat
-from calls.server import CallServer, CallState
+from calls.server import CallServer, CallConfig, CallState
 
 HTML_REPORT = {"connectionState": "<img src=x onerror=alert(1)>", "video": {"framesPerSecond": "<b>30</b>"}}
 NESTED = "[" * 100_000 + "]" * 100_000
@@ -28,7 +28,7 @@ NESTED = "[" * 100_000 + "]" * 100_000
 @pytest.fixture
 async def server():
     pipeline = passthrough_pipeline()
-    state = CallState(pipeline=pipeline, persona_name="test")
+    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="test"))
     app = CallServer(state).app
     runner = web.AppRunner(app)
     await runner.setup()
@@ -156,7 +156,7 @@ async def test_odd_requests_get_one_line_4xx_never_500(server) -> None:
             async with s.post(url, data=NESTED, headers={"Content-Type": "application/json"}) as r:
                 assert 400 <= r.status < 500, url
                 assert one_line(await r.text())
-        async with s.ws_connect(f"{base}/operator/{state.operator_token}/ws") as ws:
+        async with s.ws_connect(f"{base}/operator/{state.config.operator_token}/ws") as ws:
             await ws.send_str(NESTED[:60_000])
             while (msg := await ws.receive_json(timeout=5))["type"] != "result":
                 pass
@@ -174,8 +174,8 @@ async def test_odd_requests_get_one_line_4xx_never_500(server) -> None:
 async def test_pages_carry_a_strict_policy_and_no_referrer_or_cache(server) -> None:
     state, base = server
     async with aiohttp.ClientSession() as s:
-        for url in (f"{base}/join/{state.invite.token}", f"{base}/operator/{state.operator_token}",
-                    f"{base}/operator/{state.operator_token}/stats.json", f"{base}/join/wrong"):
+        for url in (f"{base}/join/{state.invite.token}", f"{base}/operator/{state.config.operator_token}",
+                    f"{base}/operator/{state.config.operator_token}/stats.json", f"{base}/join/wrong"):
             async with s.get(url) as r:
                 csp = r.headers.get("Content-Security-Policy", "")
                 assert "frame-ancestors 'none'" in csp and "script-src 'self';" in csp, url
@@ -191,12 +191,12 @@ async def test_pages_carry_a_strict_policy_and_no_referrer_or_cache(server) -> N
 
 async def test_operator_socket_refuses_a_foreign_origin(server) -> None:
     state, base = server
-    url = f"{base}/operator/{state.operator_token}/ws"
+    url = f"{base}/operator/{state.config.operator_token}/ws"
     async with aiohttp.ClientSession() as s:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await s.ws_connect(url, headers={"Origin": "https://evil.example"})
         assert refused.value.status == 403
-        async with s.post(f"{base}/operator/{state.operator_token}/invite/revoke",
+        async with s.post(f"{base}/operator/{state.config.operator_token}/invite/revoke",
                           headers={"Origin": "https://evil.example"}) as r:
             assert r.status == 403 and not state.invite.revoked
         async with s.ws_connect(url, headers={"Origin": base}) as ws:
@@ -206,7 +206,7 @@ async def test_operator_socket_refuses_a_foreign_origin(server) -> None:
 async def test_text_false_does_not_mute(server) -> None:
     state, base = server
     async with aiohttp.ClientSession() as s:
-        async with s.ws_connect(f"{base}/operator/{state.operator_token}/ws") as ws:
+        async with s.ws_connect(f"{base}/operator/{state.config.operator_token}/ws") as ws:
             for on in ("false", 1, None):
                 await ws.send_json({"action": "mute", "on": on})
                 while (msg := await ws.receive_json(timeout=5))["type"] != "result":

@@ -11,7 +11,7 @@ from aiortc import RTCPeerConnection
 
 from calls.invites import Invite
 from calls.serve import ServeOptions
-from calls.server import CallServer, CallState
+from calls.server import CallServer, CallConfig, CallState
 from engine.errors import EvercallError
 from benchmarks.latency import passthrough_pipeline
 
@@ -19,7 +19,7 @@ from benchmarks.latency import passthrough_pipeline
 @pytest.fixture
 async def server():
     pipeline = passthrough_pipeline()
-    state = CallState(pipeline=pipeline, persona_name="test")
+    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="test"))
     app = CallServer(state).app
     runner = web.AppRunner(app)
     await runner.setup()
@@ -60,13 +60,13 @@ async def test_operator_can_withdraw_and_renew_the_link(server) -> None:
     state, base = server
     old = state.invite.token
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{base}/operator/{state.operator_token}/invite/revoke") as r:
+        async with s.post(f"{base}/operator/{state.config.operator_token}/invite/revoke") as r:
             assert r.status == 200
         async with s.get(f"{base}/join/{old}") as r:
             assert r.status == 403 and "withdrawn" in await r.text()
         async with s.post(f"{base}/operator/wrong/invite/renew") as r:
             assert r.status == 403, "only the operator may issue links"
-        async with s.post(f"{base}/operator/{state.operator_token}/invite/renew") as r:
+        async with s.post(f"{base}/operator/{state.config.operator_token}/invite/renew") as r:
             new_url = (await r.json())["join_url"]
         assert old not in new_url
         async with s.get(new_url) as r:

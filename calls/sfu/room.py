@@ -296,7 +296,7 @@ class SfuRoom:
         app.router.add_get("/operator/{token}/sfu/farend/{ident}.mjpg", self._farend_stream)
 
         async def on_startup(app: web.Application) -> None:
-            await self.open(call.state.pipeline, call.state.media)
+            await self.open(call.state.pipeline, call.state.config.media)
 
         async def on_shutdown(app: web.Application) -> None:
             await self.close()
@@ -383,7 +383,7 @@ class SfuRoom:
         from calls.server import _page
 
         return web.Response(text=_page("sfu_operator.html").replace(
-            "{persona}", html.escape(self.call.state.persona_name)), content_type="text/html")
+            "{persona}", html.escape(self.call.state.config.persona_name)), content_type="text/html")
 
     async def _state(self, request: web.Request) -> web.Response:
         if (refusal := self.call._operator_refusal(request)) is not None:
