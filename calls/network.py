@@ -90,10 +90,14 @@ class PathFollower:
     """
 
     def __init__(self, pc: Any, interval_s: float = 0.5, high_loss: float = 0.10, low_loss: float = 0.02,
-                 climb: float = 1.1, min_step_s: float = 2.0, floor_bps: int = 120_000) -> None:
+                 climb: float = 1.1, min_step_s: float = 2.0, floor_bps: int = 120_000,
+                 window_packets: int = 300) -> None:
         self.pc = pc
         self.interval_s, self.high_loss, self.low_loss = interval_s, high_loss, low_loss
         self.climb, self.min_step_s, self.floor_bps = climb, min_step_s, floor_bps
+        # Loss is judged over at least this many packets: at 5% random loss, 100 packets show over 10% one
+        # time in a hundred (a step down every few minutes for nothing); 300 packets, one in ten thousand.
+        self.window_packets = window_packets
         self.cap_bps: Optional[int] = None
         self.loss: Optional[float] = None
         self._last_step = float("-inf")
@@ -119,9 +123,9 @@ class PathFollower:
     async def run(self) -> None:
         """Follow the path until the connection closes (cancel the task to stop sooner).
 
-        Loss is counted over each step's whole interval (the reports' cumulative counts), not taken from one
-        report's fraction: on a Wi-Fi link with 5% random loss, one second of video often shows over 10%,
-        and the rate would ratchet down to the floor for nothing."""
+        Loss is counted over each step's whole interval (the reports' cumulative counts, `window_packets` at
+        least), not taken from one report's fraction: on a Wi-Fi link with 5% random loss, one second of
+        video often shows over 10%, and the rate would ratchet down to the floor for nothing."""
         loop = asyncio.get_running_loop()
         counted: Optional[tuple[int, int]] = None  # (lost, received) when the last step was taken
         while getattr(self.pc, "connectionState", "closed") != "closed":
@@ -138,7 +142,7 @@ class PathFollower:
                     counted = now
                     continue
                 lost, received = now[0] - counted[0], now[1] - counted[1]
-                if lost + received >= 100 and loop.time() - self._last_step >= self.min_step_s:
+                if lost + received >= self.window_packets and loop.time() - self._last_step >= self.min_step_s:
                     self.step(encoder, max(0, lost) / (max(0, lost) + received), loop.time())
                     counted = now
 

@@ -262,3 +262,41 @@ def test_path_follower_backs_off_on_heavy_loss_holds_on_light_loss_and_climbs_ba
     for i in range(12, 40):
         follower.step(encoder, 0.0, t + 2.0 * i)  # a clean path again: back up to what REMB asks for
     assert follower.cap_bps is None and encoder.target_bitrate == 1_200_000
+
+
+async def test_path_follower_rides_out_random_wifi_loss_but_not_an_overflowing_queue() -> None:
+    """Over a live (fake) sender: 5% random loss leaves the rate alone; 25% loss brings it down."""
+    import random
+    from types import SimpleNamespace
+
+    from calls.encoders import CappedVp8Encoder
+    from calls.network import PathFollower
+
+    class Sender:
+        def __init__(self, loss: float) -> None:
+            self.track = SimpleNamespace(kind="video")
+            self._RTCRtpSender__encoder = CappedVp8Encoder(1_500_000, 600_000)
+            self.loss, self.lost, self.received = loss, 0, 0
+            self.rng = random.Random(5)
+
+        async def getStats(self) -> dict:
+            for _ in range(30):  # 60 packets a second, reported every 0.5 s
+                if self.rng.random() < self.loss:
+                    self.lost += 1
+                else:
+                    self.received += 1
+            return {"r": SimpleNamespace(type="remote-inbound-rtp", packetsLost=self.lost,
+                                         packetsReceived=self.received)}
+
+    async def run_for(loss: float, seconds: float) -> int:
+        sender = Sender(loss)
+        pc = SimpleNamespace(connectionState="connected", getSenders=lambda: [sender])
+        follower = PathFollower(pc, interval_s=0.01, min_step_s=0.02)  # 50x faster than real time
+        task = asyncio.ensure_future(follower.run())
+        await asyncio.sleep(seconds / 50)
+        pc.connectionState = "closed"
+        await task
+        return sender._RTCRtpSender__encoder.target_bitrate
+
+    assert await run_for(0.05, 60) == 600_000, "5% random loss must not lower the rate"
+    assert await run_for(0.25, 100) < 400_000, "an overflowing queue (25% loss) must lower it"
