@@ -18,6 +18,10 @@ from engine.pipeline import CallPipeline
 from engine.voice_contract import PassthroughVoice
 
 SECONDS = 3.0  # of measured call per path, after 1 s of warm-up
+# The margins that measure a filter's own cost and nothing of the machine's other work. The rest (frame rate
+# kept, transport and audio delay, lip sync) also measure how busy the machine is: on a busy machine (the
+# gate's contention figure above BUSY_MACHINE, twice) they may fail for a normal filter and are reported.
+FILTER_OWN = {"face_frame_budget", "voice_rtf"}
 
 
 class _Soften:
@@ -69,7 +73,14 @@ async def test_gate_fails_a_slowed_face_filter_and_passes_the_normal_one() -> No
         normal = gate.evaluate(result, candidate="normal")
     slowed = gate.evaluate(result, candidate="slowed")
 
-    assert normal.passed, "\n".join(normal.lines)
+    if (normal.contention or 0) > gate.BUSY_MACHINE:
+        # Twice measured on a machine busy enough to slow the relay itself: the normal filter must still pass
+        # the margins of its own cost, which the slowed one fails below.
+        print("busy machine (contention %.1f): the normal filter judged on its own cost\n%s"
+              % (normal.contention, "\n".join(normal.lines)))
+        assert not FILTER_OWN & set(normal.failed), "\n".join(normal.lines)
+    else:
+        assert normal.passed, "\n".join(normal.lines)
     assert not slowed.passed, "\n".join(slowed.lines)
     assert {"face_frame_budget", "output_fps_ratio"} <= set(slowed.failed), "\n".join(slowed.lines)
     assert any(line.startswith("FAIL face_frame_budget") and "max 0.8" in line for line in slowed.lines)

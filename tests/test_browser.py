@@ -24,7 +24,7 @@ from tests.browser import chromium, require_chromium, run_once, write_y4m
 from tests.farend import count_frames_sent
 from benchmarks.identity import distance, face_descriptor
 
-WAIT_S = 30.0  # an upper bound for connect + 60 frames; it normally takes a few seconds
+WAIT_S = 60.0  # an upper bound for connect + 60 frames (and the page's snapshot, after 30): a few s when idle
 MIN_FRAMES = 10  # a busy machine may decode fewer than 60 in WAIT_S; fewer than this is no call at all
 FAREND_SAYS = "Hello, can you hear me? It is so good to see you again. How have you been?"
 

@@ -11,6 +11,7 @@ import pytest
 from calls.console import one_moment_card
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
+from tests.waiting import until_async as _until
 
 
 async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 10.0) -> dict:
@@ -20,16 +21,6 @@ async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float =
             if msg.get("type") == kind:
                 return msg
     return await asyncio.wait_for(wait(), timeout)
-
-
-async def _until(check, timeout: float = 5.0, every: float = 0.05) -> bool:
-    """Poll `check()` until it is true or `timeout` s pass: waits for what the test needs, not a fixed time."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(every)
-    return True
 
 
 async def _far_end_loudness(pipeline, seconds: float) -> list[float]:

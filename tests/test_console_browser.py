@@ -22,6 +22,7 @@ from calls.console import one_moment_card
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
 from tests.browser import chromium, require_chromium
+from tests.waiting import until_async as _until
 
 
 PREVIEW_RECT = """(() => { const r = document.querySelector('img[alt="outgoing picture"]').getBoundingClientRect();
@@ -38,16 +39,6 @@ def _card_difference(png: bytes, rect: list[float]) -> float:
         return float("inf")
     card = cv2.resize(one_moment_card(640, 480), (shown.shape[1], shown.shape[0]), interpolation=cv2.INTER_AREA)
     return float(np.abs(shown.astype(int) - card.astype(int)).mean())
-
-
-async def _until(check, timeout: float = 5.0) -> bool:
-    """Poll `check()` until true or `timeout` s pass."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def _free_port() -> int:

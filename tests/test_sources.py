@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 import calls.sources as sources
+from tests.waiting import until as _until
 
 
 class FlakyCapture:
@@ -47,12 +48,3 @@ def test_webcam_unplugged_and_replugged(monkeypatch) -> None:
         assert cam.error is None, "the error clears once frames flow again"
     finally:
         cam.stop()
-
-
-def _until(check, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

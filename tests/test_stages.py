@@ -10,20 +10,11 @@ import numpy as np
 from engine.media import VideoFrame, now
 from engine.metrics import LatencyStats
 from engine.stages import AudioRing, LatestSlot, Worker
+from tests.waiting import until as _until
 
 
 def _frame(seq: int, t_capture: float | None = None) -> VideoFrame:
     return VideoFrame(np.zeros((2, 2, 3), np.uint8), now() if t_capture is None else t_capture, seq)
-
-
-def _until(check, timeout: float = 10.0) -> bool:
-    """Wait for a worker thread's effect (not a fixed time): a busy machine only makes this slower."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 class ManualClock:
