@@ -240,3 +240,32 @@ async def test_declining_camera_or_microphone_leaves_a_working_call(
         assert start_label == "Start", start_label
         if "camera" not in allowed:
             assert "camera is off" in status, status
+
+
+def test_the_framed_picture_still_carries_the_provenance_mark(demo) -> None:
+    """The crop is a new picture (the mark does not survive cropping): the relay marks it again."""
+    from types import SimpleNamespace
+
+    import av
+
+    from calls.framing import FaceFramer
+    from calls.server import CallServer
+    from filters.watermark import WatermarkEmbedder, detect_frames, make_payload
+
+    embedder = WatermarkEmbedder(make_payload("demo", "0123456789abcdef"))
+    server = CallServer.__new__(CallServer)  # only what _reframe reads: the framer and the pipeline's mark
+    server.framer = FaceFramer()
+    server.state = SimpleNamespace(pipeline=SimpleNamespace(mark=embedder.mark),
+                                   config=SimpleNamespace(media=SimpleNamespace(size=None)))
+    server.framer.set_viewport(PHONE_UPRIGHT["width"], PHONE_UPRIGHT["height"])
+    shown = []
+    with av.open(str(demo.operator_clip)) as clip:
+        for i, frame in enumerate(clip.decode(video=0)):
+            if i >= 60:
+                break
+            marked = embedder.mark(frame.to_ndarray(format="bgr24"), i)  # as the pipeline sends it
+            shown.append(server._reframe(None, marked, i / 30))
+    server.framer.close()
+    assert shown[0].shape[0] > shown[0].shape[1], "the picture was not framed for the upright phone"
+    windows = detect_frames(shown)
+    assert windows and all(w.found and w.payload == embedder.payload for w in windows), windows
