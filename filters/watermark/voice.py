@@ -10,14 +10,17 @@ Scheme (why each part):
   in a clip that starts anywhere. Every coded bit sits in three segments scattered over the period, so a
   pause or a codec burst costs a few scattered soft bits, which the Viterbi decoder shrugs off.
 - Embedding shapes the template with the speech's own spectral envelope (an LPC fit per 10 ms block) and
-  sets it a fixed ratio below the block's level (the signal-to-mark ratio): the mark sits under the voice
-  where the voice masks it, and codecs, which spend their bits where the voice is, keep it. In silence it
-  drops to a faint flat floor. It needs no look-ahead, so it adds no delay.
+  sets it a ratio below the block's level (the signal-to-mark ratio): SMR_DB under a tonal (voiced) block,
+  NOISY_SMR_DB under a noise-like one (fricatives, breath, room noise), since noise masks noise far better
+  than a tone does. The mark sits under the voice where the voice masks it, and codecs, which spend their
+  bits where the voice is, keep it. In digital silence it drops to a faint flat floor (-66 dBFS), so it
+  runs continuously. It needs no look-ahead, so it adds no delay.
 - Detection resamples to 16 kHz and whitens with the received sound's own LPC, which undoes the shaping
   (the mark is white again) and turns the voice into a small white residual; each 10 ms is normalised
-  (gain changes do not matter) and clipped (pitch pulses do not dominate). Folding the clip onto the
-  template period and one FFT correlation with the pilot give the phase at 48 kHz precision; data segments
-  are then read at the best few phases.
+  (gain changes do not matter), clipped (pitch pulses do not dominate) and weighted by the mark strength
+  the embedder gave a block of its kind. Folding the clip onto the template period and one FFT
+  correlation with the pilot give the phase at 48 kHz precision; data segments are then read at the best
+  few phases.
 - A window counts as found only if the decoded payload passes the key-salted CRC-32 *and* the pilot peak
   stands `MIN_SYNC_Z` robust standard deviations above the clip's other phases: the CRC alone gives
   2**-32 per attempt, the pilot threshold keeps the tries (`SYNC_TRIES` per window) from being spent on noise.
@@ -26,6 +29,7 @@ Scheme (why each part):
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +64,7 @@ CLIP = 2.5  # normalised residual clipped here
 
 @dataclass(frozen=True)
 class _Template:
-    """The key's template at 16 kHz and 48 kHz, and which segment carries which coded bit."""
+    """The key's noise chips (one period at 16 kHz), and which segment is pilot or carries which coded bit."""
 
     pilot: np.ndarray  # (SEGMENTS,) bool
     bit_of: np.ndarray  # (SEGMENTS,) coded-bit index of each data segment, -1 for pilot
@@ -81,8 +85,7 @@ def _template(key: bytes) -> _Template:
 
 
 def key_digest(key: bytes, purpose: bytes) -> bytes:
-    import hashlib
-
+    """A key-derived seed for one purpose, so the voice template shares nothing with the video layout."""
     return hashlib.sha256(b"evercall-voice:" + purpose + b":" + key).digest()
 
 
@@ -96,11 +99,11 @@ def _band_limited(x: np.ndarray, rate_out: int) -> np.ndarray:
     return out / np.sqrt(np.mean(out**2))
 
 
-def _segment_signs(t: _Template, codeword: np.ndarray | None) -> np.ndarray:
+def _segment_signs(t: _Template, codeword: np.ndarray) -> np.ndarray:
+    """+1 for pilot segments, and each data segment's coded bit as +1 (a 0) or -1 (a 1)."""
     signs = np.ones(SEGMENTS)
-    if codeword is not None:
-        data = ~t.pilot
-        signs[data] = 1.0 - 2.0 * codeword[t.bit_of[data]]
+    data = ~t.pilot
+    signs[data] = 1.0 - 2.0 * codeword[t.bit_of[data]]
     return signs
 
 
