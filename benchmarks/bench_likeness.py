@@ -126,7 +126,17 @@ def overall(pairs: dict, mode: str, bar: float) -> dict:
     }
 
 
-def run(people: tuple[str, ...] | None = None, frames: int = 48, every: int = 3,
+def measured_yaws(frames: list[np.ndarray]) -> list[float | None]:
+    """The head turn a still face mesher measures in each frame (degrees; None where it finds no face)."""
+    from filters.face.landmarks import FaceMesher
+    from filters.face.likeness import find_view
+
+    with FaceMesher(still=True, depth=True) as mesher:
+        views = [find_view(f, mesher) for f in frames]
+    return [None if v is None else round(v.pose.angles()[0], 1) for v in views]
+
+
+def run(people: tuple[str, ...] | None = None, frames: int = 48, every: int = 3, turn: float = 40.0,
         sheet: Path | None = RESULTS / "likeness_worst.png", log=print) -> dict:
     from filters.face.advice import advise
     from filters.face.canonical import package_faces
@@ -145,9 +155,14 @@ def run(people: tuple[str, ...] | None = None, frames: int = 48, every: int = 3,
     operators = {}
     for name in names:
         maker = ClipMaker(faces[name])
-        clip = maker.clip(frames)
+        clip = maker.clip(frames, turn)
         base = face_descriptor(maker.base, upsample=0)
-        operators[name] = Operator(name, [c.image for c in clip], [c.photo_yaw + c.yaw for c in clip], base)
+        images = [c.image for c in clip]
+        # Judged by the turn a face tracker sees, not the turn drawn (the tracker sees less).
+        seen = measured_yaws(images)
+        yaws = [s if s is not None else c.photo_yaw + c.yaw for s, c in zip(seen, clip)]
+        operators[name] = Operator(name, images, yaws, base)
+        log(f"operator {name}: drawn turn +-{turn:.0f}, measured {min(yaws):+.0f} to {max(yaws):+.0f} degrees")
 
     pairs: dict[str, dict] = {}
     outputs: dict[tuple[str, str, str], list[np.ndarray]] = {}
@@ -175,6 +190,8 @@ def run(people: tuple[str, ...] | None = None, frames: int = 48, every: int = 3,
     result = {
         "people": names,
         "frames_per_clip": frames,
+        "turn_drawn_deg": turn,
+        "turn_measured_deg": {n: [min(operators[n].yaws), max(operators[n].yaws)] for n in names},
         "judged_every": every,
         "frame_size": [640, 480],
         "yardstick": "dlib face descriptor (face-recognition-models), same person < 0.6",
@@ -253,17 +270,19 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--every", type=int, default=None, help="judge every Nth frame")
     parser.add_argument("--people", default=None, help="comma-separated names (default: all)")
+    parser.add_argument("--turn", type=float, default=40.0,
+                        help="head turn drawn in the operator clips, degrees (the tracker sees less: reported)")
     parser.add_argument("--json", default=None, help="result file (default benchmarks/results/likeness[_quick].json)")
     parser.add_argument("--sheet", default=None, help="contact sheet PNG ('' for none)")
     args = parser.parse_args()
     people = tuple(args.people.split(",")) if args.people else (QUICK_PEOPLE if args.quick else None)
     frames = args.frames or (24 if args.quick else 48)
     every = args.every or (4 if args.quick else 3)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + (f"_turn{args.turn:.0f}" if args.turn != 40.0 else "")
     sheet = Path(args.sheet) if args.sheet else None
     if args.sheet is None:
         sheet = RESULTS / f"likeness_worst{suffix}.png"
-    result = run(people, frames, every, sheet)
+    result = run(people, frames, every, args.turn, sheet)
     text = json.dumps(result, indent=2)
     out = Path(args.json) if args.json else RESULTS / f"likeness{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -87,17 +87,22 @@ def cmd_create(args: argparse.Namespace) -> int:
                             evidence_sha256=sha256_file(evidence), scope=parse_scope(args.scope),
                             expires=args.expires, evidence_name=evidence.name, kin=tuple(kin),
                             full_name=args.full_name or "", born=args.born)
+    from calls.persona_video import clip_derived, persona_inputs
     from filters.factory import derive
 
     learnt: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="evercall-clip-") as folder:  # 0700: the frame and soundtrack
+        photo, voice, clip = persona_inputs(args, Path(folder))
 
-    def derive_and_keep(persona):  # what was learnt, to say below what the photo supports
-        learnt.update(derive(persona))
-        return learnt
+        def derive_and_keep(persona):  # what was learnt, to say below what the photo (or clip) supports
+            learnt.update(derive(persona))
+            if clip is not None:
+                learnt.update(clip_derived(clip))
+            return learnt
 
-    print("checking the photo and learning the voice (up to a minute for a long sample)...", flush=True)
-    persona_id = _store(args).create(args.name, args.photo, args.voice, consent, evidence, derive=derive_and_keep,
-                                     face=args.face, notify=lambda note: print(note, flush=True))
+        print("checking the photo and learning the voice (up to a minute for a long sample)...", flush=True)
+        persona_id = _store(args).create(args.name, photo, voice, consent, evidence, derive=derive_and_keep,
+                                         face=args.face, notify=lambda note: print(note, flush=True))
     if "face_advice" in learnt:
         print(_face_advice_lines(learnt["face_advice"]))
     print(f"created persona '{args.name.strip()}' (id {persona_id}); consent by {consent.consented_by} "
@@ -257,9 +262,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create = sub.add_parser("create", help="store a new persona with the consent of the next of kin",
                             description=CONSENT_HELP + "\n" + STORE_HELP, formatter_class=raw)
     create.add_argument("name", metavar="NAME", help="display name, e.g. \"Grandma Rose\"")
-    create.add_argument("--photo", required=True, help="a clear, front-facing photo (JPEG or PNG)")
-    create.add_argument("--voice", required=True,
-                        help="a recording of the person speaking (WAV, FLAC, MP3...; 15-90 s is best)")
+    create.add_argument("--photo", help="a clear, front-facing photo (JPEG or PNG); with --video, optional")
+    create.add_argument("--voice",
+                        help="a recording of the person speaking (WAV, FLAC, MP3...; 15-90 s is best); with "
+                             "--video, taken from the clip's soundtrack unless given")
+    create.add_argument("--video", metavar="CLIP",
+                        help="a short clip (about 10 s) of the person talking and turning a little: the face "
+                             "is learnt from several views of it, both sides included")
     create.add_argument("--consent-by", required=True, help="full name of the next of kin who consented")
     create.add_argument("--relationship", help="their relationship to the person (may come from --kin)")
     create.add_argument("--kin", action="append", metavar="\"NAME, RELATIONSHIP\"",

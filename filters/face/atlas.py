@@ -22,6 +22,8 @@ ATLAS_PX = 320  # atlas pixels per face width: about the largest face a webcam f
 SHARPNESS = 4.0  # view weights are facing ** SHARPNESS: the squarer view wins clearly, still smoothly
 WEIGHT_BLUR = 0.04  # face widths of blur on the weight maps: no visible seam where the source changes
 MIRROR_SHARE = 0.5  # a mirrored texel counts this much against a directly seen one: her own side wins ties
+KNOWN = 1e-8  # texels whose summed view weight is below this are seen too obliquely: neighbours fill them
+MERGE_POWER = 8  # how sharply the best of several views wins a texel (on top of SHARPNESS)
 
 
 @dataclass
@@ -83,17 +85,20 @@ def merge(views: list[FaceAtlas]) -> FaceAtlas:
     (or its mirror partner) most squarely."""
     if not views:
         raise ValueError("no views to merge")
+    # One photo: its own side against its mirror image, smoothly. Several views: the view that sees a texel
+    # best gives it (a view 15 degrees less square counts a third as much), or views would blur each other.
+    power = MERGE_POWER if len(views) > 1 else 2
     acc = np.zeros(views[0].texture.shape, np.float32)
     total = np.zeros(views[0].weight.shape, np.float32)
     seen = np.zeros_like(total)
     for v in views:
         for texture, weight in ((v.texture, v.weight), (v.texture[:, ::-1], v.weight[:, ::-1] * MIRROR_SHARE)):
-            w = weight ** 2  # the best view dominates where several overlap
+            w = weight ** power
             acc += texture.astype(np.float32) * w[..., None]
             total += w
         seen = np.maximum(seen, v.weight)
     texture = acc / np.maximum(total, 1e-12)[..., None]
-    texture = _fill_outside(texture, total > 1e-8)
+    texture = _fill_outside(texture, total > KNOWN)
     return FaceAtlas(np.clip(texture + 0.5, 0, 255).astype(np.uint8), seen, views[0].points)
 
 

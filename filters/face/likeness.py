@@ -22,6 +22,8 @@ from filters.face.face3d import Pose, fit_pose, mesh3d, point_facing, symmetrise
 from filters.face.landmarks import FaceMesher
 
 FORMAT = 1
+SHAPE_TURN_POWER = 8
+SHARP_POWER = 2
 
 
 @dataclass
@@ -88,10 +90,17 @@ def from_views(views: list[View], px: int = ATLAS_PX) -> Likeness:
     for v in views:
         w = point_facing(v.mesh)
         shapes.append(symmetrised(v.pose.undo(v.mesh), w))
-        weights.append(np.maximum(w, 1e-3) ** 2)
+        # The mesher's depth is surest on a near-frontal face: turned views teach the shape less.
+        turn = np.cos(np.radians(v.pose.angles()[0])) ** SHAPE_TURN_POWER
+        weights.append(np.maximum(w, 1e-3) ** 2 * turn)
     wsum = np.sum(weights, axis=0)
     shape = np.sum([s * w[:, None] for s, w in zip(shapes, weights)], axis=0) / wsum[:, None]
-    atlas = merge([view(v.image, v.mesh, px) for v in views])
+    # Sharper views count more (a frame blurred by motion or focus would soften the texture it gives).
+    sharp = np.array([face_sharpness(v) for v in views])
+    atlases = [view(v.image, v.mesh, px) for v in views]
+    for a, s in zip(atlases, sharp):
+        a.weight *= np.float32((s / max(float(sharp.max()), 1e-6)) ** SHARP_POWER)
+    atlas = merge(atlases)
     best = max(views, key=lambda v: v.pose.scale * np.cos(np.radians(v.pose.angles()[0])))
     return Likeness(atlas, shape, [v.pose.angles()[0] for v in views], float(best.pose.scale),
                     face_sharpness(best))
