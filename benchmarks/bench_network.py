@@ -169,6 +169,25 @@ MARKS_JS = """(() => {
     if (rms > 0.05 && !loud) { marks.audio.push(at); loud = true; } else if (rms < 0.01) loud = false;
   };
   src.connect(proc); proc.connect(ctx.destination);
+  // The same voice as the WebRTC audio sink hands it out, read as it comes (no Web Audio clock in between).
+  marks.sink = [];
+  if (window.MediaStreamTrackProcessor) {
+    const reader = new MediaStreamTrackProcessor({ track: v.srcObject.getAudioTracks()[0] }).readable.getReader();
+    let loud2 = false;
+    (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const n = value.numberOfFrames, buf = new Float32Array(n);
+        value.copyTo(buf, { planeIndex: 0, format: 'f32-planar' });
+        value.close();
+        let s2 = 0;
+        for (let i = 0; i < n; i++) s2 += buf[i] * buf[i];
+        const rms = Math.sqrt(s2 / n);
+        if (rms > 0.05 && !loud2) { marks.sink.push(performance.now()); loud2 = true; } else if (rms < 0.01) loud2 = false;
+      }
+    })();
+  }
   return ctx.state;
 })()"""
 
@@ -263,6 +282,7 @@ def summarise(samples: list[dict], relay_skews: list[float], bitrates: list[int]
                  for a, b in zip(good, good[4:])), default=None)  # 2 s windows (samples every 0.5 s)
     relay = statistics.median(relay_skews) if relay_skews else 0.0
     skews = pair_marks(marks.get("video", []), marks.get("audio", []))
+    sink_skews = pair_marks(marks.get("video", []), marks.get("sink", []))
     lost = (last.get("vLost", 0) + last.get("aLost", 0)) - (first.get("vLost", 0) + first.get("aLost", 0))
     recv = (last.get("vRecv", 0) + last.get("aRecv", 0)) - (first.get("vRecv", 0) + first.get("aRecv", 0))
     return {
@@ -279,6 +299,7 @@ def summarise(samples: list[dict], relay_skews: list[float], bitrates: list[int]
         "av_skew_ms_median": round(statistics.median(skews), 1) if skews else None,
         "av_skew_ms_max_abs": round(max(abs(s) for s in skews), 1) if skews else None,
         "av_skew_ms_each": [round(x, 1) for x in skews],
+        "av_skew_ms_each_sink": [round(x, 1) for x in sink_skews],
         "relay_send_skew_ms": round(relay, 1),
         "loss_seen_pct": round(100 * lost / max(1, lost + recv), 2),
         "rtt_ms": None if last.get("rtt") is None else round(1000 * last["rtt"], 1),
