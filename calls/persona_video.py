@@ -26,7 +26,7 @@ def persona_inputs(args: argparse.Namespace, folder: Path):
     import cv2
 
     from engine.audio_io import read_audio, write_wav
-    from engine.persona import VOICE_RATE
+    from engine.persona import VOICE_RATE, check_voice
     from filters.face.from_video import learn_from_clip
 
     clip = learn_from_clip(video)
@@ -39,6 +39,7 @@ def persona_inputs(args: argparse.Namespace, folder: Path):
         if not clip.has_audio:
             raise PersonaError(f"the clip {Path(video).name} has no soundtrack: give a voice sample with --voice FILE")
         samples, rate = read_audio(video, VOICE_RATE)
+        check_voice(samples, rate, f"(the soundtrack of {Path(video).name})")
         voice = folder / "voice.wav"
         write_wav(voice, samples, rate)
     return photo, voice, clip
