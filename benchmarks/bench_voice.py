@@ -4,6 +4,13 @@ breath and word onsets.
 
 Run: `python -m benchmarks.bench_voice [out.json]`. Needs espeak-ng (test speech) and resemblyzer (judge).
 Similarity is resemblyzer's cosine to the target speaker, judged on sentences the profile never saw.
+
+The yardstick is the real-speaker section (`python -m benchmarks.bench_voice --real`, festival voices of
+real people, see `benchmarks/real_voices.py`): every ordered pair of speakers, each persona learned from
+its own 20-30 s, the operator reading other sentences through the 48 kHz stream a call uses; per pair the
+share of the speaker-similarity gap closed and the word error rate added (pocketsphinx). It writes
+`benchmarks/results/voice_real.json` and `voice_real.png`. espeak voices are formant synthesis, not
+people: their rows below are kept for the gate, onset and timing figures.
 """
 
 from __future__ import annotations
@@ -308,9 +315,126 @@ def run() -> dict:
     return result
 
 
+def _convert_48k(profile: VoiceProfile, x16: np.ndarray) -> np.ndarray:
+    """What a call sends: 16 kHz speech up to 48 kHz, through the call's VoiceStream in 10 ms chunks,
+    its constant delay removed, back at 16 kHz for the judges."""
+    from filters.voice.offline import convert_offline
+
+    stream = VoiceStream(profile, 48000)
+    delay = int(round(stream.delay_samples))
+    x48 = resample(x16, RATE, 48000)
+
+    def in_10ms_chunks(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([stream.process(x[i:i + 480]) for i in range(0, len(x), 480)] or [np.zeros(0)])
+
+    return resample(convert_offline(in_10ms_chunks, delay, x48), 48000, RATE)[:len(x16)]
+
+
+def _median(values) -> float:
+    return round(float(np.median(list(values))), 3)
+
+
+def real_speakers(folder: Path, split: str = "TEST") -> dict:
+    """Every ordered pair of festival's real speakers: gap closed and word error rate added, per pair and
+    overall, plus speed at 48 kHz on one core on their speech. `split` is TEST (reported) or DEV (tuning)."""
+    from benchmarks import real_voices as rv
+
+    if not rv.have_festival():
+        raise SystemExit(f"the real-speaker benchmark needs festival: apt-get install {rv.APT_PACKAGES}")
+    judge = rv.Likeness()
+    readings = {s: {part: rv.read(getattr(rv, part), s, folder) for part in ("ENROL", split, "REFERENCE")}
+                for s in rv.VOICES}
+    profiles = {s: VoiceProfile.fit(r["ENROL"].samples) for s, r in readings.items()}
+    persona_ref = {s: judge.embed(r["REFERENCE"].samples) for s, r in readings.items()}
+    own_wer = {s: rv.word_error_rate(r[split]) for s, r in readings.items()}
+    pairs = {}
+    for operator, persona in ((o, p) for o in rv.VOICES for p in rv.VOICES if o != p):
+        said = readings[operator][split]
+        converted = _convert_48k(profiles[persona], said.samples)
+        before = judge.cosine(judge.embed(said.samples), persona_ref[persona])
+        after = judge.cosine(judge.embed(converted), persona_ref[persona])
+        wer = rv.word_error_rate(said, converted)
+        pairs[f"{operator}_to_{persona}"] = {
+            "similarity_before": round(before, 3), "similarity_after": round(after, 3),
+            "gap_closed": round(judge.gap_closed(before, after), 3),
+            "wer_operator": round(own_wer[operator], 3), "wer_converted": round(wer, 3),
+            "wer_added": round(wer - own_wer[operator], 3)}
+    speech = np.concatenate([readings[s][split].samples for s in rv.VOICES])
+    stream = VoiceStream(profiles["slt"], 48000)
+    x48 = resample(speech, RATE, 48000)
+    with one_core():
+        cpu = time.process_time()
+        times = _chunk_times(stream, x48, 480)
+        cpu = time.process_time() - cpu
+    seconds = len(speech) / RATE
+    return {
+        "speakers": {s: rv.VOICES[s] for s in rv.VOICES},
+        "sentences": {"persona_learned_from": len(rv.ENROL), "operator_reads": split,
+                      "persona_judged_on": len(rv.REFERENCE)},
+        "persona_sample_seconds": {s: round(len(r["ENROL"].samples) / RATE, 1) for s, r in readings.items()},
+        "pairs": pairs,
+        "overall": {"median_gap_closed": _median(r["gap_closed"] for r in pairs.values()),
+                    "median_wer_added": _median(r["wer_added"] for r in pairs.values()),
+                    "max_wer_added": round(max(r["wer_added"] for r in pairs.values()), 3),
+                    "latency_ms_48k": round(stream.latency_s * 1000, 2),
+                    # CPU time is what the converter costs; wall time also counts waiting for a shared core.
+                    "rtf_48k_10ms_chunks_one_core_cpu_time": round(cpu / seconds, 3),
+                    "rtf_48k_10ms_chunks_one_core_wall_time": round(float(times.sum()) / seconds, 3),
+                    "load_average_1min": round(os.getloadavg()[0], 1)},
+        "definitions": {"gap_closed": "(cos(converted, persona) - cos(operator, persona)) / "
+                                      "(1 - cos(operator, persona)), resemblyzer, persona's held-out sentences",
+                        "wer_added": "pocketsphinx word error rate of the converted speech minus the operator's "
+                                     "own, against the text read, each sentence decoded alone"},
+    }
+
+
+def plot_real(result: dict, out: Path) -> Path:
+    """Two bars per pair: share of the similarity gap closed and word error rate added, with the targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = result["pairs"]
+    names = [n.replace("_to_", " → ") for n in pairs]
+    pos = np.arange(len(names))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, key, target, title, worse in (
+            (axes[0], "gap_closed", 0.6, "Similarity gap closed (higher is better)", "below"),
+            (axes[1], "wer_added", 0.10, "Word error rate added (lower is better)", "above")):
+        values = [pairs[n][key] for n in pairs]
+        ax.bar(pos, values, color="#DD8452" if key == "wer_added" else "#4C72B0")
+        ax.axhline(target, color="#333333", linestyle="--", linewidth=1.2, label=f"target {target:g}")
+        if key == "wer_added":
+            ax.axhline(0.2, color="#C44E52", linestyle=":", linewidth=1.2, label="no pair above 0.2")
+        for x, v in zip(pos, values):
+            ax.text(x, v, f"{v:.2f}", ha="center", va="bottom" if v >= 0 else "top", fontsize=10)
+        ax.set_xticks(pos, names, rotation=20)
+        ax.set_title(title)
+        ax.legend(frameon=False, fontsize=10)
+    o = result["overall"]
+    fig.suptitle(f"Voice conversion on real speakers (festival voices), 48 kHz stream: median gap closed "
+                 f"{o['median_gap_closed']:.2f}, median WER added {o['median_wer_added']:.2f}", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def run_real(folder: Path | None = None) -> dict:
+    """The real-speaker section, with its JSON and plot written under benchmarks/results/."""
+    results = Path(__file__).parent / "results"
+    folder = folder or Path(tempfile.gettempdir()) / "evercall_real_voices"
+    result = real_speakers(folder)
+    (results / "voice_real.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_real(result, results / "voice_real.png")
+    return result
+
+
 if __name__ == "__main__":
-    out = run()
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    out = run_real() if "--real" in sys.argv else {**run(), "real_speakers": run_real()}
     text = json.dumps(out, indent=2)
     print(text)
-    if len(sys.argv) > 1:
-        Path(sys.argv[1]).write_text(text + "\n")
+    if args:
+        Path(args[0]).write_text(text + "\n")

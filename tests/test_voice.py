@@ -156,15 +156,18 @@ def other_male(tmp_path_factory) -> dict[str, np.ndarray]:
 
 
 def test_persona_frames_bring_a_same_gender_voice_closer(speech, other_male, encoder):
-    """Man to another man, where averages alone barely help: matching persona frames adds a clear step.
-    Measured (cosine to the persona): 0.84 before, 0.89 averages only, 0.94 with frame matching."""
+    """Man to another man: the converted voice is clearly nearer the persona, and matching persona frames
+    (now only their fine envelope shape, so no phone is replaced) costs nothing. Measured (cosine to the
+    persona): 0.84 before, 0.91 averages only, 0.91 with frame matching; replacing whole frames had
+    reached 0.94 on these espeak voices but cost words on real speakers, where the fine-shape matching
+    closes more of the gap than averages alone in 5 of 6 pairs (benchmarks/bench_voice.py --real)."""
     profile = VoiceProfile.fit(other_male["persona"])
     operator = speech["male_operator"]
     persona_ref = embed(encoder, other_male["reference"])
     averages_only = cosine(embed(encoder, WorldVoiceConverter(profile, knn=False).convert_whole(operator)),
                            persona_ref)
     matched = cosine(embed(encoder, WorldVoiceConverter(profile).convert_whole(operator)), persona_ref)
-    assert matched >= averages_only + 0.025, (averages_only, matched)
+    assert matched >= averages_only - 0.01, (averages_only, matched)
     assert matched >= cosine(embed(encoder, operator), persona_ref) + 0.06
 
 
@@ -377,3 +380,43 @@ def test_voicestream_at_16k_is_the_converter(speech, female_profile):
     stream = VoiceStream(female_profile, RATE)
     assert stream.latency_s == WorldVoiceConverter(female_profile).latency_s
     np.testing.assert_allclose(stream.process(x), WorldVoiceConverter(female_profile).process(x), atol=1e-7)
+
+
+# real speakers (festival voices of real people; pocketsphinx hears the words)
+
+
+@pytest.fixture(scope="module")
+def real_speech(tmp_path_factory) -> dict:
+    """kal (a man) reading held-out sentences; slt (a woman) reading her persona and reference sets."""
+    from benchmarks import real_voices as rv
+
+    if not rv.have_festival():
+        pytest.skip(f"festival is not installed (apt install {rv.APT_PACKAGES})")
+    pytest.importorskip("pocketsphinx")
+    folder = tmp_path_factory.mktemp("festival")
+    return {"operator": rv.read(rv.TEST[:3], "kal", folder), "persona": rv.read(rv.ENROL, "slt", folder),
+            "reference": rv.read(rv.REFERENCE[:3], "slt", folder)}
+
+
+def test_real_man_to_real_woman_keeps_the_words(real_speech, encoder):
+    """A real man's held-out sentences through the 48 kHz call stream toward a real woman's persona: the
+    voice moves toward hers and the recogniser still hears what he said (the issue's ceiling for any pair:
+    at most 0.20 more word errors than in his own voice). Measured: cosine to her 0.57 -> 0.66 (0.21 of
+    the gap). The converter that replaced whole frames with
+    the persona's lost 0.4-0.6 here; the benchmark (`python -m benchmarks.bench_voice --real`) has every
+    pair."""
+    from benchmarks import real_voices as rv
+    from filters.voice.offline import convert_offline
+
+    said = real_speech["operator"]
+    profile = VoiceProfile.fit(real_speech["persona"].samples)
+    stream = VoiceStream(profile, 48000)
+    y48 = convert_offline(stream.process, int(round(stream.delay_samples)), resample(said.samples, RATE, 48000))
+    converted = resample(y48, 48000, RATE)[:len(said.samples)]
+    persona_ref = embed(encoder, real_speech["reference"].samples)
+    before = cosine(embed(encoder, said.samples), persona_ref)
+    after = cosine(embed(encoder, converted), persona_ref)
+    added = rv.word_error_rate(said, converted) - rv.word_error_rate(said)
+    gap_closed = (after - before) / (1 - before)
+    assert gap_closed > 0.12, (before, after, added)
+    assert added <= 0.20, (before, after, added)
