@@ -76,8 +76,11 @@ class CallAssembly:
         """The persona's face filter for `mode` (default: the chosen one) on the chosen backend."""
         from filters.factory import face_filter
 
-        return face_filter(self.persona, mode or self.choices.mode, self.choices.face_backend,
+        face = face_filter(self.persona, mode or self.choices.mode, self.choices.face_backend,
                            self.choices.models_dir)
+        # The mode in use: what "auto" chose for this persona, for the operator page to show.
+        self.face_mode = getattr(face, "mode", None) or mode or self.choices.mode
+        return face
 
     def voice(self, rate: int) -> VoiceFilter:
         """The persona's streaming voice filter at `rate` Hz on the chosen backend."""

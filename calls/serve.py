@@ -93,7 +93,7 @@ async def start_call(persona: Persona, source: Source, options: ServeOptions) ->
                         persona_notes=getattr(persona, "notes", "") or "",
                         admit=functools.partial(check_still_usable, persona, "call"))
     state = CallState(pipeline=pipeline, config=config, invite=Invite(ttl_s=options.invite_ttl_s),
-                      mode=options.choices.mode)
+                      mode=getattr(assembly, "face_mode", options.choices.mode))  # what auto chose
     await asyncio.to_thread(state.record, "invite_created", expires=state.invite.describe()["expires_at"])
     call_box: list[RunningCall] = []
 

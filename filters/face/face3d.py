@@ -192,9 +192,7 @@ def point_facing(points: np.ndarray, sideways: bool = False) -> np.ndarray:
     """Per point, the mean facing (cosine to the camera) of the triangles around it, clipped to 0..1."""
     c = canonical()
     f = np.clip(facing(points, c.triangles, sideways), 0.0, 1.0)
-    total = np.zeros(len(c.points))
-    count = np.zeros(len(c.points))
-    for k in range(3):
-        np.add.at(total, c.triangles[:, k], f)
-        np.add.at(count, c.triangles[:, k], 1.0)
-    return total / np.maximum(count, 1.0)
+    corners = c.triangles.ravel()
+    total = np.bincount(corners, np.repeat(f, 3), minlength=len(c.points))
+    count = np.bincount(corners, minlength=len(c.points))
+    return total / np.maximum(count, 1)
