@@ -235,7 +235,7 @@ async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, 
     persona None: a passthrough relay (the network path alone, as bench's "passthrough relay" column);
     else that persona's filters in swap mode, exactly as `evercall serve` builds them."""
     from benchmarks.latency import default_pipeline, passthrough_pipeline
-    from tests.browser import PHONE_UPRIGHT, devtools_page
+    from benchmarks.browser import PHONE_UPRIGHT, devtools_page
 
     impairment = Impairment(**profile)
     media = MediaOptions(audio_fec_pct=5)

@@ -30,12 +30,6 @@ QUICK = {"latency_s": 6.0, "face_frames": 30, "watermark_s": 3, "watermark_fp_wi
 FULL = {"latency_s": 20.0, "face_frames": 120, "watermark_s": 30, "watermark_fp_windows": 1000, "scaling": 4}
 
 
-def _repo_on_path() -> None:
-    """bench_face and bench_voice judge with helpers from tests/, which only a checkout has."""
-    if (ROOT / "tests").is_dir() and str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-
-
 def machine_info() -> dict:
     """What the figures were measured on: they mean little without it."""
     info: dict = {
@@ -98,7 +92,6 @@ def av_skew_summary(latency: dict) -> dict:
 
 def run(quick: bool = True, scaling: Optional[int] = None, progress: Callable[[str], None] = lambda s: None) -> dict:
     """Measure every section; returns the suite as a JSON-ready dict (see the module docstring)."""
-    _repo_on_path()
     knobs = dict(QUICK if quick else FULL)
     if scaling is not None:
         knobs["scaling"] = scaling

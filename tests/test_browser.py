@@ -20,7 +20,7 @@ import pytest
 
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
-from tests.browser import chromium, require_chromium, run_once, write_y4m
+from benchmarks.browser import chromium, require_chromium, run_once, write_y4m
 from tests.farend import count_frames_sent
 from benchmarks.identity import distance, face_descriptor
 

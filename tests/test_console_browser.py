@@ -21,7 +21,7 @@ import pytest
 from calls.console import one_moment_card
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
-from tests.browser import chromium, require_chromium
+from benchmarks.browser import chromium, require_chromium
 from tests.waiting import until_async as _until
 
 

@@ -1,6 +1,6 @@
 """The far end as a grandmother sees it: a phone held upright, then turned; a tablet; one tap on Start.
 
-Chromium emulates each screen over the DevTools protocol (tests/browser.py: devtools_page), keeps its own
+Chromium emulates each screen over the DevTools protocol (benchmarks/browser.py: devtools_page), keeps its own
 autoplay rule (sound needs a tap, as on a phone) and is tapped like a finger would. What counts is judged
 on the screenshot, the way she would judge it: how much of the screen's height the persona's face takes
 (MediaPipe's face detectors, which ship inside its wheel) and whether black bars frame it.
@@ -19,7 +19,7 @@ import pytest
 
 from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
-from tests.browser import (DESKTOP, PHONE_LANDSCAPE, PHONE_UPRIGHT, TABLET, devtools_page, require_chromium,
+from benchmarks.browser import (DESKTOP, PHONE_LANDSCAPE, PHONE_UPRIGHT, TABLET, devtools_page, require_chromium,
                            write_y4m)
 
 WAIT_S = 40.0  # an upper bound for start, connect and a framed picture on two shared cores

@@ -181,7 +181,7 @@ async def test_five_second_outage_recovers_by_itself(demo, demo_persona, whole: 
     grace, and only a fresh offer from the page brings the call back); else only the media path drops."""
     from calls.serve import ServeOptions, start_call
     from calls.sources import FileSource
-    from tests.browser import PHONE_UPRIGHT, devtools_page, require_chromium
+    from benchmarks.browser import PHONE_UPRIGHT, devtools_page, require_chromium
 
     require_chromium()
     loop = asyncio.get_running_loop()

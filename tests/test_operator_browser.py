@@ -180,7 +180,7 @@ async def test_far_end_sees_persona_from_an_operator_browser_peer(demo, demo_per
 async def test_chromium_with_a_fake_camera_as_the_operator(demo, demo_persona, tmp_path) -> None:
     """End to end with only a browser on the operator's side: Chromium's fake camera shows the operator's
     face, the operator presses the button, and the far end receives the persona converted from it."""
-    from tests.browser import DESKTOP, devtools_page, require_chromium, write_y4m
+    from benchmarks.browser import DESKTOP, devtools_page, require_chromium, write_y4m
 
     require_chromium()
     operator_face = cv2.imread(str(demo.operator_photo))

@@ -172,7 +172,7 @@ async def test_two_far_ends_receive_the_persona_and_one_is_withdrawn_alone(demo,
 async def test_two_chromium_far_ends_see_and_hear_the_persona_and_the_operator_sees_both(demo, demo_persona,
                                                                                         tmp_path) -> None:
     """Done means: two browsers in one call through Janus both receive the persona's face and voice."""
-    from tests.browser import chromium, require_chromium, write_y4m
+    from benchmarks.browser import chromium, require_chromium, write_y4m
 
     require_chromium()
     faces = [cv2.imread(str(demo.operator_photo)), np.full((480, 640, 3), 90, np.uint8)]
