@@ -13,13 +13,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import unittest
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 CHROMIUM = Path(os.environ.get("EVERCALL_CHROMIUM", "/usr/bin/chromium"))
 
@@ -40,7 +40,7 @@ MEDIA_FLAGS = (
 def require_chromium() -> Path:
     """The browser binary, or skip: CI installs it (install.sh --test), a bare checkout may not have it."""
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"Chromium not found at {CHROMIUM} (install it with ./install.sh --test, or set EVERCALL_CHROMIUM)")
+        raise unittest.SkipTest(f"Chromium not found at {CHROMIUM} (install it with ./install.sh --test, or set EVERCALL_CHROMIUM)")
     return CHROMIUM
 
 
