@@ -214,19 +214,14 @@ async def _until(page, expression: str, timeout: float) -> object:
 
 
 async def _relay(pipeline, source: Source, media: MediaOptions):
-    """The real CallServer on a free loopback port around `pipeline` (no audit log: a benchmark is not a call)."""
-    from aiohttp import web
-
-    from calls.server import CallServer, CallConfig, CallState
+    """The real CallServer on a free loopback port around `pipeline`: (state, runner, far-end link)."""
+    from benchmarks.relay import serve_on_loopback
+    from calls.server import CallConfig, CallState
 
     state = CallState(pipeline=pipeline, config=CallConfig(persona_name="benchmark", media=media))
-    runner = web.AppRunner(CallServer(state).app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, base = await serve_on_loopback(state)
     source.start(pipeline.push_video, pipeline.push_audio)
-    return state, runner, f"http://127.0.0.1:{port}/join/{state.invite.token}"
+    return state, runner, f"{base}/join/{state.invite.token}"
 
 
 async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, persona=None) -> dict:

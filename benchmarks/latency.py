@@ -333,22 +333,17 @@ class Arrivals:
 
 
 async def _start_relay(pipeline: CallPipeline, source: Source, media=None):
-    """The real CallServer on a free loopback port, with no audit log (a benchmark is not a call).
+    """The real CallServer on a free loopback port; returns (runner, far-end link).
 
     `media`: calls.media_options.MediaOptions for the call (None: `evercall serve`'s defaults)."""
-    from aiohttp import web
-
+    from benchmarks.relay import serve_on_loopback
     from calls.media_options import MediaOptions
-    from calls.server import CallServer, CallConfig, CallState
+    from calls.server import CallConfig, CallState
 
     state = CallState(pipeline=pipeline, config=CallConfig(persona_name="benchmark", media=media or MediaOptions()))
-    runner = web.AppRunner(CallServer(state).app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, base = await serve_on_loopback(state)
     source.start(pipeline.push_video, pipeline.push_audio)
-    return runner, f"http://127.0.0.1:{port}/join/{state.invite.token}"
+    return runner, f"{base}/join/{state.invite.token}"
 
 
 async def _far_end(url: str, arrivals: Arrivals, first_frame: asyncio.Event):

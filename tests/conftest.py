@@ -51,3 +51,18 @@ def demo_persona(demo):
     from engine.persona import load_persona_dir
 
     return load_persona_dir(demo.persona_dir, name="demo")
+
+
+@pytest.fixture
+async def server():
+    """The real relay server around a passthrough pipeline on a free loopback port: (state, base URL)."""
+    from benchmarks.latency import passthrough_pipeline
+    from benchmarks.relay import serve_on_loopback
+    from calls.server import CallConfig, CallState
+
+    pipeline = passthrough_pipeline()
+    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="test"))
+    runner, base = await serve_on_loopback(state)
+    yield state, base
+    await runner.cleanup()
+    pipeline.close()

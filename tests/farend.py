@@ -60,3 +60,11 @@ def count_frames_sent(pipeline) -> list[int]:
         note(t_capture)
     pipeline.note_video_sent = counted
     return counter
+
+
+async def offer_sdp() -> tuple[RTCPeerConnection, dict]:
+    """A far end's receive-only video offer, as the /offer route takes it: (its peer connection, the body)."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}

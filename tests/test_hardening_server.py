@@ -14,37 +14,12 @@ from importlib import resources
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiortc import RTCPeerConnection
 
-from benchmarks.latency import passthrough_pipeline
 from calls.invites import FarEndSeat
-from calls.server import CallServer, CallConfig, CallState
+from tests.farend import offer_sdp
 
 HTML_REPORT = {"connectionState": "<img src=x onerror=alert(1)>", "video": {"framesPerSecond": "<b>30</b>"}}
 NESTED = "[" * 100_000 + "]" * 100_000
-
-
-@pytest.fixture
-async def server():
-    pipeline = passthrough_pipeline()
-    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="test"))
-    app = CallServer(state).app
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield state, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
-    pipeline.close()
-
-
-async def offer_sdp() -> tuple[RTCPeerConnection, dict]:
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc, {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
 
 
 async def admitted(base: str, token: str) -> int:

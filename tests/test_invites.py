@@ -7,35 +7,11 @@ import time
 import aiohttp
 import pytest
 from aiohttp import web
-from aiortc import RTCPeerConnection
 
+from tests.farend import offer_sdp
 from calls.invites import Invite
 from calls.serve import ServeOptions
-from calls.server import CallServer, CallConfig, CallState
 from engine.errors import EvercallError
-from benchmarks.latency import passthrough_pipeline
-
-
-@pytest.fixture
-async def server():
-    pipeline = passthrough_pipeline()
-    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="test"))
-    app = CallServer(state).app
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield state, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
-    pipeline.close()
-
-
-async def _offer_sdp() -> tuple[RTCPeerConnection, dict]:
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc, {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
 
 
 async def test_wrong_token_gets_a_plain_refusal(server) -> None:
@@ -85,16 +61,16 @@ async def test_second_far_end_is_refused_while_the_first_holds_the_call(server) 
         for session in (first, second):
             async with session.get(f"{base}/join/{state.invite.token}") as r:
                 assert r.status == 200  # each browser gets its own cookie
-        pc, offer = await _offer_sdp()
+        pc, offer = await offer_sdp()
         pcs.append(pc)
         async with first.post(f"{base}/join/{state.invite.token}/offer", json=offer) as r:
             assert r.status == 200, await r.text()
-        pc, offer = await _offer_sdp()
+        pc, offer = await offer_sdp()
         pcs.append(pc)
         async with second.post(f"{base}/join/{state.invite.token}/offer", json=offer) as r:
             assert r.status == 409
             assert "already in this call" in await r.text()
-        pc, offer = await _offer_sdp()
+        pc, offer = await offer_sdp()
         pcs.append(pc)
         async with first.post(f"{base}/join/{state.invite.token}/offer", json=offer) as r:
             assert r.status == 200, "the same browser may reload and come back"
