@@ -85,19 +85,25 @@ def yawed(frame: np.ndarray, degrees: float) -> np.ndarray:
     from filters.face.landmarks import face_oval_indices
 
     pts = still_mesh(frame)
-    H, W = frame.shape[:2]
-    oval = pts[face_oval_indices()]
-    cx, r = float(oval[:, 0].mean()), float(np.ptp(oval[:, 0])) / 2 * 1.25
-    xs = np.arange(W, dtype=np.float32)
+    return cylinder_turn(frame, pts, pts[face_oval_indices()], degrees)
+
+
+def cylinder_turn(image: np.ndarray, pts: np.ndarray, outline: np.ndarray, degrees: float, girth: float = 1.25,
+                  above: float = 0.6, below: float = 0.25, border: int = cv2.BORDER_REFLECT) -> np.ndarray:
+    """`image` with the head turned by `degrees` about a vertical cylinder `girth` times as wide as the face
+    `outline`, from `above` radii over the mesh's top to `below` radii under its chin (mesh point 152)."""
+    h, w = image.shape[:2]
+    cx, r = float(outline[:, 0].mean()), float(np.ptp(outline[:, 0])) / 2 * girth
+    xs = np.arange(w, dtype=np.float32)
     phi = np.arcsin(np.clip((xs - cx) / r, -1, 1)) - np.radians(degrees)
     src = np.where(np.abs(phi) < np.pi / 2, cx + r * np.sin(phi), np.where(phi < 0, cx - r, cx + r))
     src = np.where(np.abs(xs - cx) < r, src, xs)
-    top, chin = float(pts[:, 1].min()) - 0.6 * r, float(pts[152, 1]) + 0.25 * r
-    ys = np.arange(H, dtype=np.float32)
+    top, chin = float(pts[:, 1].min()) - above * r, float(pts[152, 1]) + below * r
+    ys = np.arange(h, dtype=np.float32)
     rows = np.clip(1 - (ys - chin) / (0.5 * r), 0, 1) * np.clip((ys - top) / (0.3 * r) + 1, 0, 1)
     map_x = (xs[None, :] + rows[:, None] * (src - xs)[None, :]).astype(np.float32)
-    map_y = np.repeat(ys[:, None], W, axis=1).astype(np.float32)
-    return cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    map_y = np.repeat(ys[:, None], w, axis=1).astype(np.float32)
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=border)
 
 
 def deform(frame: np.ndarray, move) -> np.ndarray:

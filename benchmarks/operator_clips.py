@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from benchmarks.face_scenes import cylinder_turn
 from filters.face.atlas import unwrap
 from filters.face.blend import composite, face_width, feathered_region
 from filters.face.face3d import Pose, canonical, fit_pose, mesh3d, render, symmetrised, point_facing
@@ -117,19 +118,8 @@ class ClipMaker:
 def _swing(image: np.ndarray, pts: np.ndarray, oval: np.ndarray, degrees: float) -> np.ndarray:
     """The head region turned by `degrees` about a vertical cylinder through the face (hair and ears follow;
     the face itself is drawn again in 3-D over it)."""
-    h, w = image.shape[:2]
-    outline = pts[oval]
-    cx, r = float(outline[:, 0].mean()), float(np.ptp(outline[:, 0])) / 2 * 1.35
-    xs = np.arange(w, dtype=np.float32)
-    phi = np.arcsin(np.clip((xs - cx) / r, -1, 1)) - np.radians(degrees)
-    src = np.where(np.abs(phi) < np.pi / 2, cx + r * np.sin(phi), np.where(phi < 0, cx - r, cx + r))
-    src = np.where(np.abs(xs - cx) < r, src, xs)
-    top, chin = float(pts[:, 1].min()) - 0.8 * r, float(pts[152, 1]) + 0.2 * r
-    ys = np.arange(h, dtype=np.float32)
-    rows = np.clip(1 - (ys - chin) / (0.5 * r), 0, 1) * np.clip((ys - top) / (0.3 * r) + 1, 0, 1)
-    map_x = (xs[None, :] + rows[:, None] * (src - xs)[None, :]).astype(np.float32)
-    map_y = np.repeat(ys[:, None], w, axis=1).astype(np.float32)
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cylinder_turn(image, pts, pts[oval], degrees, girth=1.35, above=0.8, below=0.2,
+                         border=cv2.BORDER_REPLICATE)
 
 
 def write_clip(path, frames: list[np.ndarray], fps: int = 30, audio: np.ndarray | None = None,
