@@ -66,3 +66,14 @@ async def server():
     yield state, base
     await runner.cleanup()
     pipeline.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh private persona store (fast key derivation) in this test's own folder."""
+    from tests.stores import PASS
+
+    monkeypatch.setenv("EVERCALL_PASSPHRASE", PASS)
+    monkeypatch.setenv("EVERCALL_SCRYPT_N", "16")
+    monkeypatch.setenv("EVERCALL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
 import hashlib
 import os
@@ -15,15 +14,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from calls import persona_cli
 from engine.audit import AuditLog
 from engine.consent import ConsentRecord, sha256_file
 from engine.errors import ConsentError, EvercallError, PersonaError
 from engine.persona import read_voice
 from engine.store import PersonaStore
 from engine.vault import VaultError
+from tests.stores import PASS, cli
 
-PASS = "correct horse battery staple"
 DERIVED = {"landmarks": np.arange(468 * 3, dtype="<f4").tobytes(),
            "voice_profile": np.linspace(-1, 1, 256, dtype="<f4").tobytes()}
 
@@ -43,14 +41,6 @@ def media(tmp_path_factory) -> dict[str, Path]:
     sf.write(str(folder / "voice.wav"), voice.astype(np.float32), 16000, subtype="PCM_16")
     (folder / "consent.pdf").write_bytes(b"%PDF-1.4 signed consent of the next of kin\n")
     return {"photo": folder / "face.png", "voice": folder / "voice.wav", "evidence": folder / "consent.pdf"}
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("EVERCALL_PASSPHRASE", PASS)
-    monkeypatch.setenv("EVERCALL_SCRYPT_N", "16")
-    monkeypatch.setenv("EVERCALL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 def consent_for(media: dict[str, Path], **kwargs) -> ConsentRecord:
@@ -353,13 +343,6 @@ def test_store_writes_a_verifiable_audit_trail_without_names(home, media):
     assert [r["event"] for r in records] == ["persona_created", "consent_revoked", "persona_deleted"]
     assert {r["fields"]["persona"] for r in records} == {persona_id}
     assert log.verify().ok
-
-
-def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="evercall")
-    persona_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_cli_create_list_show_revoke_delete(home, media, capsys):

@@ -8,7 +8,6 @@ vault.json let `create` write a new key beside personas it could never open agai
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -17,14 +16,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from calls import persona_cli
 from engine.audit import canonical, record_hash
 from engine.consent import ConsentRecord, sha256_file
 from engine.errors import ConsentError, PersonaError
 from engine.store import PersonaStore
 from engine.vault import VaultError
+from tests.stores import cli
 
-PASS = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +37,11 @@ def media(tmp_path_factory) -> dict[str, Path]:
     return {"photo": folder / "face.png", "voice": folder / "voice.wav", "evidence": folder / "consent.pdf"}
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("EVERCALL_PASSPHRASE", PASS)
-    monkeypatch.setenv("EVERCALL_SCRYPT_N", "16")
-    monkeypatch.setenv("EVERCALL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def create(media: dict[str, Path], name: str = "Grandma Rose") -> str:
     consent = ConsentRecord(consented_by="Ann Example", relationship="daughter",
                             evidence_sha256=sha256_file(media["evidence"]))
     return PersonaStore().create(name, media["photo"], media["voice"], consent, media["evidence"],
                                  derive=lambda persona: {"voice_profile": b"x" * 64})
-
-
-def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="evercall")
-    persona_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def verify_kinds(capsys) -> tuple[int, str]:

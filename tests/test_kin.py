@@ -3,7 +3,6 @@ of those who consented can stop it."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
@@ -11,14 +10,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from calls import persona_cli
 from engine.audit import AuditLog
 from engine.consent import ConsentRecord, KinConsent, sha256_file
 from engine.errors import ConsentError
 from engine.resolve import open_persona
 from engine.store import PersonaStore
+from tests.stores import cli
 
-PASS = "kin test passphrase"
 DERIVED = {"voice_profile": np.linspace(-1, 1, 64, dtype="<f4").tobytes()}
 
 
@@ -39,14 +37,6 @@ def media(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("EVERCALL_PASSPHRASE", PASS)
-    monkeypatch.setenv("EVERCALL_SCRYPT_N", "16")
-    monkeypatch.setenv("EVERCALL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def make(media: dict[str, Path], name: str = "Grandma Rose", kin: tuple[str, ...] = ("Ben Miller, son",),
          **kwargs) -> str:
     """A stored persona: Anna consented at creation, every `kin` still to answer."""
@@ -55,13 +45,6 @@ def make(media: dict[str, Path], name: str = "Grandma Rose", kin: tuple[str, ...
                            kin=tuple(KinConsent(*k.split(", ")) for k in kin), **kwargs)
     return PersonaStore().create(name, media["photo"], media["voice"], record, media["anna"],
                                  derive=lambda persona: dict(DERIVED))
-
-
-def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="evercall")
-    persona_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_two_recorded_kin_refused_until_both_consent(home, media, capsys):
