@@ -23,7 +23,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -35,7 +35,7 @@ from engine.consent import check_born, parse_kin, person_key, sha256_file, utc_n
 from engine.errors import ConsentError
 from engine.home import default_home
 from engine.ledger import Ledger
-from engine.vault import CONFIG_NAME, Vault, VaultError
+from engine.vault import CONFIG_NAME, VaultError, VaultOpener
 
 FOLDER = "objections"
 REGISTER = "register.enc"
@@ -44,7 +44,6 @@ FORMAT = 1
 ADDED, WITHDRAWN = "objection_added", "objection_withdrawn"
 SUBJECT = ("register", "objections")  # how the ledger names the register in the audit log
 
-Unlock = Callable[[bool], Vault]
 
 
 @dataclass(frozen=True)
@@ -98,26 +97,14 @@ def _person(text: Any) -> str:
 class ObjectionRegister:
     """File, withdraw, list and check objections under `<home>/objections/`."""
 
-    def __init__(self, home: Path | str | None = None, unlock: Unlock | None = None,
+    def __init__(self, home: Path | str | None = None, unlock: VaultOpener | None = None,
                  audit: AuditLog | None = None) -> None:
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.folder = self.home / FOLDER
-        self.audit = audit or AuditLog(self.home / "audit.log", key=self._audit_key)
-        self._unlock_fn = unlock or (lambda create: Vault.open(self.home, None, create=create))
-        self._vault: Vault | None = None
+        self._unlock = unlock or VaultOpener(self.home)
+        self.audit = audit or AuditLog(self.home / "audit.log", key=self._unlock.audit_key)
 
     # -- plumbing -------------------------------------------------------------------------------------
-
-    def _unlock(self, create: bool = False) -> Vault:
-        if self._vault is None:
-            self._vault = self._unlock_fn(create)
-        return self._vault
-
-    def _audit_key(self) -> bytes | None:
-        try:
-            return self._unlock().subkey("audit")
-        except VaultError:
-            return None
 
     def _mac(self, name: str) -> str:
         """A digest of the person's name that only the holder of the passphrase can compute or test."""

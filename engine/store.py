@@ -36,7 +36,7 @@ from engine.errors import ConsentError, PersonaError
 from engine.ledger import Ledger, RollbackError, state_digest
 from engine.objections import ObjectionRegister
 from engine.persona import VOICE_RATE, Persona, choose_face, keep_voice, read_photo, read_voice
-from engine.vault import Vault, VaultError, fsync_dir
+from engine.vault import VaultError, VaultOpener, fsync_dir
 
 MANIFEST = "manifest.enc"
 FORMAT = 1
@@ -82,24 +82,11 @@ class PersonaStore:
     def __init__(self, home: Path | str | None = None, passphrase: str | None = None) -> None:
         self.home = Path(home).expanduser() if home is not None else default_home()
         self.personas = self.home / "personas"
-        self.audit = AuditLog(self.home / "audit.log", key=self._audit_key)
-        self._passphrase = passphrase
-        self._vault: Vault | None = None
+        self._unlock = VaultOpener(self.home, passphrase)
+        self.audit = AuditLog(self.home / "audit.log", key=self._unlock.audit_key)
         self.objections = ObjectionRegister(self.home, self._unlock, self.audit)
 
     # -- plumbing -------------------------------------------------------------------------------------
-
-    def _unlock(self, create: bool = False) -> Vault:
-        if self._vault is None:
-            self._vault = Vault.open(self.home, self._passphrase, create=create)
-        return self._vault
-
-    def _audit_key(self) -> bytes | None:
-        """The key that seals the audit log: from this store's passphrase; None when there is no store."""
-        try:
-            return self._unlock().subkey("audit")
-        except VaultError:
-            return None
 
     def _check_rollback(self, bundle: Path, manifest: dict[str, Any], consent: ConsentRecord) -> None:
         """Refuse a manifest older than the sealed audit log says its consent became (engine/ledger.py)."""

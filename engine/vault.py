@@ -266,3 +266,24 @@ class Vault:
         blob = self.seal(name, plaintext)
         atomic_write(path, blob, f"encrypted {Path(name).name}")
         return blob
+
+
+class VaultOpener:
+    """A store's vault, opened on first use and then kept: the passphrase is asked for only when a key is
+    needed, once. The persona store and the objection register share one, so they share one unlock."""
+
+    def __init__(self, home: Path, passphrase: str | None = None) -> None:
+        self.home, self._passphrase = home, passphrase
+        self._vault: Vault | None = None
+
+    def __call__(self, create: bool = False) -> Vault:
+        if self._vault is None:
+            self._vault = Vault.open(self.home, self._passphrase, create=create)
+        return self._vault
+
+    def audit_key(self) -> bytes | None:
+        """The key that seals the audit log: from the store's passphrase; None when there is no store."""
+        try:
+            return self().subkey("audit")
+        except VaultError:
+            return None

@@ -35,7 +35,7 @@ def _create(store: PersonaStore, demo, tmp_path: Path, name: str, **consent) -> 
 def test_store_persona_keeps_its_derived_data(store, demo, tmp_path) -> None:
     _create(store, demo, tmp_path, "Rose")
     persona = open_persona("Rose", "call")
-    assert set(persona.derived) == {"face_landmarks", "voice_profile"}
+    assert set(persona.derived) == {"face_landmarks", "voice_profile", "face_likeness", "face_advice"}
 
 
 def test_render_refused_when_consent_excludes_it(store, demo, tmp_path, capsys) -> None:

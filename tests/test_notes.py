@@ -17,7 +17,7 @@ from calls.serve import ServeOptions, start_call
 from calls.sources import FileSource
 from engine.store import PersonaStore
 from benchmarks.browser import DESKTOP, devtools_page, require_chromium
-from tests.test_kin import home, make, media  # noqa: F401  (fixtures)
+from tests.test_kin import make, media  # noqa: F401  (fixtures)
 
 NOTES = """Family: Anna (daughter, calls her Mama), Ben (son, lives in Toronto)
 Always asked: have you eaten yet?

@@ -14,7 +14,7 @@ from engine.audit import AuditLog
 from engine.errors import ConsentError
 from engine.objections import ObjectionRegister
 from engine.resolve import open_persona
-from tests.test_kin import home, make, media  # noqa: F401  (fixtures)
+from tests.test_kin import make, media  # noqa: F401  (fixtures)
 
 FILER = "Paul Miller, brother"
 
