@@ -94,16 +94,23 @@ class CallAssembly:
 
         return WatermarkEmbedder(make_payload(self.persona_id, self.call_id)).mark
 
+    def voice_mark(self, rate: int) -> Callable[[np.ndarray], np.ndarray]:
+        """The inaudible mark every block of the persona's voice carries, silence included: the same payload."""
+        from filters.watermark.voice import voice_provenance_mark
+
+        return voice_provenance_mark(self.persona_id, self.call_id, rate)
+
     def pipeline(self, rate: int = AUDIO_RATE) -> CallPipeline:
-        """The persona's face and voice filters in a started pipeline (filters are built before any I/O)."""
+        """The persona's face and voice filters in a started pipeline (filters are built before any I/O);
+        every frame and every audio block that leaves carries the provenance marks."""
         face = self.face()
         try:
             voice = self.voice(rate)
-            mark = self.video_mark()
+            mark, voice_mark = self.video_mark(), self.voice_mark(rate)
         except BaseException:
             face.close()
             raise
-        return CallPipeline(face, voice, audio_rate=rate, mark=mark).start()
+        return CallPipeline(face, voice, audio_rate=rate, mark=mark, voice_mark=voice_mark).start()
 
     def record(self, event: str, strict: bool = False, **fields: Any) -> None:
         """Append this call's `event` to the audit log. A logging failure never ends a live call; with

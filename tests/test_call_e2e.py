@@ -54,6 +54,8 @@ async def _call(demo, demo_persona) -> tuple[dict, list[dict], int, float]:
         sampler.cancel()
         await call.stop()
         contention = probe.stop() or 1.0
+    assembly = call.state.config.assembly
+    got["ids"] = (assembly.persona_id, assembly.call_id)
     return got, [f for f in figures if f["skew_ms"] is not None], sent[0], contention
 
 
@@ -103,5 +105,11 @@ async def test_far_end_receives_persona_face_and_voice(demo, demo_persona) -> No
     audio = np.concatenate(got["audio"][-150:])
     rms = float(np.sqrt(np.mean(audio ** 2)))
     assert rms > 0.01, f"far end audio is silent (rms {rms:.4f})"
+    # The voice carries the call's provenance mark through Opus: the far end's sound names this call.
+    from filters.watermark.voice import detect_audio
+
+    heard = np.concatenate(got["audio"])[::2]  # left channel of the decoded 48 kHz stereo
+    windows = [w for w in detect_audio(heard, 48000) if w.found]
+    assert windows and all(w.matches(*got["ids"]) for w in windows), "the far end's voice should carry the mark"
     if problem is not None:  # everything else was judged; real-time keeping cannot be, on this machine now
         pytest.skip(skip_why)

@@ -49,6 +49,10 @@ class _NamesPayload:
     def call_hash(self) -> str | None:
         return self.payload[4:].hex() if self.payload else None
 
+    def matches(self, persona_id: str, call_id: str) -> bool:
+        """Whether the mark names this persona and call (see `make_payload`)."""
+        return self.payload == make_payload(persona_id, call_id)
+
 
 @dataclass(frozen=True)
 class WindowResult(_NamesPayload):
@@ -80,10 +84,6 @@ class VerifyReport(_NamesPayload):
     found: bool
     payload: bytes | None
     fraction_found: float
-
-    def matches(self, persona_id: str, call_id: str) -> bool:
-        """Whether the mark names this persona and call (see `make_payload`)."""
-        return self.payload == make_payload(persona_id, call_id)
 
 
 class Detector:

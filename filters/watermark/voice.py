@@ -329,10 +329,6 @@ class AudioVerifyReport(_NamesPayload):
     payload: bytes | None
     fraction_found: float
 
-    def matches(self, persona_id: str, call_id: str) -> bool:
-        """Whether the mark names this persona and call (see `make_payload`)."""
-        return self.payload == make_payload(persona_id, call_id)
-
 
 def voice_provenance_mark(persona_id: str, call_id: str, rate: int):
     """The streaming voice mark for one call: a block -> marked block callable (same length, no delay)."""
