@@ -71,12 +71,17 @@ def warp_face(
 
     # One lookup of each pixel's affine (a table with a last row that sends uncovered pixels off the
     # source), then two multiply-adds over the box: no per-pixel gather of 3x2 matrices.
+    # The box's origin is folded into each affine's offset in float64, so float32 only ever multiplies
+    # small box-local coordinates: the maps keep float64's sub-pixel precision at any frame size.
+    flat = mats.reshape(n, 6).astype(np.float64)
+    flat[:, 4] += x0 * flat[:, 0] + y0 * flat[:, 2]
+    flat[:, 5] += x0 * flat[:, 1] + y0 * flat[:, 3]
     coef = np.empty((n + 1, 6), np.float32)
-    coef[:n] = mats.reshape(n, 6)
+    coef[:n] = flat
     coef[n] = (0, 0, 0, 0, -1e4, -1e4)
     c = coef[ids]
-    gx = np.arange(x0, x1, dtype=np.float32)[None, :]
-    gy = np.arange(y0, y1, dtype=np.float32)[:, None]
+    gx = np.arange(x1 - x0, dtype=np.float32)[None, :]
+    gy = np.arange(y1 - y0, dtype=np.float32)[:, None]
     map_x = gx * c[..., 0] + gy * c[..., 2] + c[..., 4]
     map_y = gx * c[..., 1] + gy * c[..., 3] + c[..., 5]
     patch = cv2.remap(src_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
