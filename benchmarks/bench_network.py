@@ -54,7 +54,15 @@ STATS_JS = """(async () => {
   const pc = window.evercall && window.evercall.pc;
   if (!pc) return null;
   const o = { t: performance.now(), state: pc.connectionState, longestGapMs: window.evercall.gaps.longestMs };
-  (await pc.getStats()).forEach((s) => {
+  const stats = await pc.getStats();
+  o.wall = performance.timeOrigin + performance.now();  // the Unix clock the relay's RTCP sender reports use
+  o.hold = window.evercall.lipSync ? window.evercall.lipSync.holdMs : null;  // the page's voice hold (join.js)
+  stats.forEach((s) => {
+    // The browser's own lip-sync figures: the sender-clock (NTP) time of what it plays now, and the mean
+    // time a frame / a sample waited in the jitter buffer.
+    if (s.type === 'inbound-rtp') Object.assign(o, { [s.kind[0] + 'Ept']: s.estimatedPlayoutTimestamp,
+      [s.kind[0] + 'JbDelay']: s.jitterBufferDelay, [s.kind[0] + 'JbCount']: s.jitterBufferEmittedCount,
+      [s.kind[0] + 'JbTarget']: s.jitterBufferTargetDelay, [s.kind[0] + 'Proc']: s.totalProcessingDelay });
     if (s.type === 'inbound-rtp' && s.kind === 'video') Object.assign(o, { frames: s.framesDecoded,
       w: s.frameWidth, h: s.frameHeight, freezes: s.freezeCount,
       freezeS: s.totalFreezesDuration, vLost: s.packetsLost, vRecv: s.packetsReceived, nack: s.nackCount,
@@ -96,6 +104,9 @@ class MarkSource(Source):
         detector.close()
         self._band = slice(int(cy + 0.6 * fh), int(cy + 1.05 * fh))
         self._t0 = time.monotonic() + 1.0
+        # The marks' capture instants on the Unix clock (the browser's performance.timeOrigin + now() and the
+        # relay's RTCP sender reports use the same one on loopback): mark n is captured at t0_wall + n * every.
+        self.t0_wall = time.time() - time.monotonic() + self._t0
         self._spawn(lambda: self._video(on_video), "mark-camera")
         self._spawn(lambda: self._audio(on_audio), "mark-mic")
         return self
@@ -137,7 +148,7 @@ class MarkSource(Source):
 
 # Put into the page over DevTools: when each flash is shown and each burst is heard, on one clock.
 MARKS_JS = """(() => {
-  const marks = { video: [], audio: [] };
+  const marks = { video: [], audio: [], origin: performance.timeOrigin };
   window.benchMarks = marks;
   const v = document.getElementById('remote');
   const c = document.createElement('canvas'); c.width = 16; c.height = 16;
@@ -192,6 +203,14 @@ MARKS_JS = """(() => {
 })()"""
 
 
+LIP_SYNC_OFF_JS = """(() => {
+  window.evercall.lipSync.off = true;
+  const r = window.evercall.pc.getReceivers().find((x) => x.track && x.track.kind === 'audio');
+  if (r && 'jitterBufferTarget' in r) r.jitterBufferTarget = null;
+  return true;
+})()"""
+
+
 def pair_marks(video: list[float], audio: list[float], within_ms: float = 600.0) -> list[float]:
     """(video - audio) ms for each flash that has a burst within `within_ms` (the nearest one)."""
     out = []
@@ -200,6 +219,53 @@ def pair_marks(video: list[float], audio: list[float], within_ms: float = 600.0)
         if near is not None and abs(near - v) <= within_ms:
             out.append(v - near)
     return out
+
+
+NTP_UNIX_MS = 2_208_988_800_000  # 1900 to 1970: estimatedPlayoutTimestamp is an NTP time in ms
+
+
+def _spread(xs: list[float]) -> dict:
+    """Median and the 10th-90th percentile range of `xs` (ms), rounded; None-filled when empty."""
+    if not xs:
+        return {"median": None, "p10": None, "p90": None, "n": 0}
+    q = np.percentile(xs, [10, 50, 90])
+    return {"median": round(float(q[1]), 1), "p10": round(float(q[0]), 1), "p90": round(float(q[2]), 1), "n": len(xs)}
+
+
+def stats_latencies(samples: list[dict]) -> dict[str, list[float]]:
+    """Per getStats sample, each medium's latency from the relay's send to playout (ms): the page's clock now
+    minus estimatedPlayoutTimestamp, the sender-clock time of what the browser plays out now (video: the
+    frame last handed to the compositor; audio: NetEq's playout position less the output device's delay).
+    Valid where sender and page share one clock: loopback."""
+    out: dict[str, list[float]] = {"video": [], "audio": [], "skew": []}
+    for s in samples:
+        ept_v, ept_a, wall = s.get("vEpt"), s.get("aEpt"), s.get("wall")
+        if not (ept_v and ept_a and wall):
+            continue
+        lv = wall - (ept_v - NTP_UNIX_MS if ept_v > NTP_UNIX_MS else ept_v)
+        la = wall - (ept_a - NTP_UNIX_MS if ept_a > NTP_UNIX_MS else ept_a)
+        out["video"].append(lv)
+        out["audio"].append(la)
+        out["skew"].append(lv - la)
+    return out
+
+
+def mark_latencies(times: list[float], origin: float, t0_wall: float) -> list[float]:
+    """Capture-to-playout latency (ms) of each detected mark: page time (performance.now, ms) on the Unix clock
+    minus the capture instant of the mark it belongs to (the latest one before it; marks are 2 s apart)."""
+    out = []
+    for t in times:
+        wall_s = (origin + t) / 1000
+        n = int((wall_s - t0_wall) // MARK_EVERY_S)
+        out.append(1000 * (wall_s - (t0_wall + n * MARK_EVERY_S)))
+    return out
+
+
+def jitter_buffer_ms(first: dict, last: dict, kind: str) -> float | None:
+    """Mean jitter buffer delay per emitted frame/sample over the window, ms."""
+    d = (last.get(kind + "JbDelay") or 0) - (first.get(kind + "JbDelay") or 0)
+    n = (last.get(kind + "JbCount") or 0) - (first.get(kind + "JbCount") or 0)
+    return round(1000 * d / n, 1) if n > 0 else None
 
 
 async def _until(page, expression: str, timeout: float) -> object:
@@ -224,8 +290,12 @@ async def _relay(pipeline, source: Source, media: MediaOptions):
     return state, runner, f"{base}/join/{state.invite.token}"
 
 
-async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, persona=None) -> dict:
+async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, persona=None,
+                  lip_sync: bool = True) -> dict:
     """One call over one impaired path; the far end's figures over `seconds`.
+
+    lip_sync False turns the page's voice hold (join.js lipSyncLoop) off before the warm-up: the browser's
+    own playout alone, for a before/after.
 
     persona None: a passthrough relay (the network path alone, as bench's "passthrough relay" column);
     else that persona's filters in swap mode, exactly as `evercall serve` builds them."""
@@ -243,6 +313,8 @@ async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, 
             async with devtools_page(url, PHONE_UPRIGHT, autoplay_without_tap=True) as (page, browser):
                 await _until(page, "(() => { const r = window.evercall && window.evercall.lastReport;"
                                    " return r && r.video && r.video.framesDecoded > 30; })()", 60)
+                if not lip_sync:
+                    await page.evaluate(LIP_SYNC_OFF_JS)
                 await asyncio.sleep(WARMUP_S)
                 await page.evaluate("window.evercall.gaps.longestMs = 0")
                 await page.evaluate(MARKS_JS)
@@ -258,6 +330,7 @@ async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, 
                         bitrates.append(b)
                     await asyncio.sleep(0.5)
                 marks = await page.evaluate("window.benchMarks")
+                marks["t0_wall"] = source.t0_wall
         finally:
             source.stop()
             await runner.cleanup()
@@ -276,7 +349,11 @@ def summarise(samples: list[dict], relay_skews: list[float], bitrates: list[int]
     worst = min(((b["frames"] - a["frames"]) / ((b["t"] - a["t"]) / 1000)
                  for a, b in zip(good, good[4:])), default=None)  # 2 s windows (samples every 0.5 s)
     relay = statistics.median(relay_skews) if relay_skews else 0.0
-    skews = pair_marks(marks.get("video", []), marks.get("audio", []))
+    web_audio_skews = pair_marks(marks.get("video", []), marks.get("audio", []))
+    # The skew she sees: each medium's send-to-playout latency from the browser's stats (see the module's
+    # docstring), plus the relay's own capture-to-send difference.
+    skews = [relay + x for x in stats_latencies(good)["skew"]]
+    holds = [s["hold"] for s in good if s.get("hold") is not None]
     sink_skews = pair_marks(marks.get("video", []), marks.get("sink", []))
     lost = (last.get("vLost", 0) + last.get("aLost", 0)) - (first.get("vLost", 0) + first.get("aLost", 0))
     recv = (last.get("vRecv", 0) + last.get("aRecv", 0)) - (first.get("vRecv", 0) + first.get("aRecv", 0))
@@ -290,12 +367,18 @@ def summarise(samples: list[dict], relay_skews: list[float], bitrates: list[int]
         "concealed_share": round(((last.get("concealed") or 0) - (first.get("concealed") or 0))
                                  / max(1, (last.get("samples") or 0) - (first.get("samples") or 0)), 4),
         "fec_packets": (last.get("fec") or 0) - (first.get("fec") or 0),
-        "av_marks": {"flashes": len(marks.get("video", [])), "bursts": len(marks.get("audio", [])), "paired": len(skews)},
+        "av_marks": {"flashes": len(marks.get("video", [])), "bursts": len(marks.get("audio", [])),
+                     "paired": len(web_audio_skews), "paired_sink": len(sink_skews)},
         "av_skew_ms_median": round(statistics.median(skews), 1) if skews else None,
+        "av_skew_ms_p90_abs": round(float(np.percentile(np.abs(skews), 90)), 1) if skews else None,
         "av_skew_ms_max_abs": round(max(abs(s) for s in skews), 1) if skews else None,
-        "av_skew_ms_each": [round(x, 1) for x in skews],
+        "av_skew_ms_samples": len(skews),
+        "av_skew_ms_marks_median": round(statistics.median(sink_skews), 1) if sink_skews else None,
+        "av_skew_ms_each": [round(x, 1) for x in web_audio_skews],
         "av_skew_ms_each_sink": [round(x, 1) for x in sink_skews],
+        "voice_hold_ms_median": round(statistics.median(holds), 1) if holds else None,
         "relay_send_skew_ms": round(relay, 1),
+        "playout": playout_figures(good, marks),
         "loss_seen_pct": round(100 * lost / max(1, lost + recv), 2),
         "rtt_ms": None if last.get("rtt") is None else round(1000 * last["rtt"], 1),
         "kbps_in": round(8 * ((last.get("vBytes", 0) + last.get("aBytes", 0))
@@ -304,6 +387,24 @@ def summarise(samples: list[dict], relay_skews: list[float], bitrates: list[int]
         "nacks": (last.get("nack") or 0) - (first.get("nack") or 0),
         "plis": (last.get("pli") or 0) - (first.get("pli") or 0),
         "path_drops": dict(impairment.counts),
+    }
+
+
+def playout_figures(good: list[dict], marks: dict) -> dict:
+    """Each medium's latency to playout two ways (the browser's stats; the marks, timed by the page), the
+    skew each gives, and each medium's jitter buffer."""
+    lat = stats_latencies(good)
+    origin, t0 = marks.get("origin", 0.0), marks.get("t0_wall", 0.0)
+    video = mark_latencies(marks.get("video", []), origin, t0)
+    sink = mark_latencies(marks.get("sink", []), origin, t0)
+    web_audio = mark_latencies(marks.get("audio", []), origin, t0)
+    return {
+        "stats_latency_ms": {"video": _spread(lat["video"]), "audio": _spread(lat["audio"])},
+        "stats_skew_ms": _spread(lat["skew"]),
+        "mark_latency_ms": {"video_display": _spread(video), "audio_sink": _spread(sink),
+                            "audio_web_audio": _spread(web_audio)},
+        "jitter_buffer_ms": {"video": jitter_buffer_ms(good[0], good[-1], "v"),
+                             "audio": jitter_buffer_ms(good[0], good[-1], "a")},
     }
 
 
@@ -366,7 +467,41 @@ def crop_where(clip: Path, rates=(250_000, 500_000), seconds: float = 4.0) -> di
     return out
 
 
+SKEW_METHOD = (
+    "video - audio latency, capture to playout, ms: the relay's capture-to-send difference (pipeline stats) plus "
+    "the browser's send-to-playout difference from getStats (estimatedPlayoutTimestamp of the inbound video "
+    "and audio, read in one call), sampled every 0.5 s; cross-checked by flash/burst marks (flash at "
+    "requestVideoFrameCallback's expectedDisplayTime, burst where the WebRTC audio sink hands it out, "
+    "MediaStreamTrackProcessor): av_skew_ms_marks_median. The Web Audio tap (av_skew_ms_each) adds its own "
+    "FIFO (see playout.mark_latency_ms) and is kept for comparison only.")
+
+
+def compact(run: dict) -> dict:
+    """The figures of one run that the issue's targets and the skew's explanation need."""
+    keys = ("fps_decoded", "fps_worst_2s", "longest_audio_gap_ms", "av_skew_ms_median", "av_skew_ms_p90_abs",
+            "av_skew_ms_max_abs", "av_skew_ms_marks_median", "relay_send_skew_ms", "voice_hold_ms_median",
+            "loss_seen_pct", "rtt_ms", "load_average_1min")
+    out = {k: run.get(k) for k in keys}
+    playout = run.get("playout", {})
+    out["jitter_buffer_ms"] = playout.get("jitter_buffer_ms")
+    out["latency_ms_median"] = {k: v["median"] for k, v in playout.get("stats_latency_ms", {}).items()}
+    return out
+
+
+def over_runs(runs: list[dict]) -> dict:
+    """Median and range over runs of each run's figures."""
+    out = {}
+    for key in ("fps_decoded", "longest_audio_gap_ms", "av_skew_ms_median", "av_skew_ms_p90_abs",
+                "av_skew_ms_max_abs", "av_skew_ms_marks_median", "voice_hold_ms_median"):
+        xs = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = {"median": round(statistics.median(xs), 1), "min": min(xs), "max": max(xs)} if xs else None
+    out["runs"] = len(runs)
+    return out
+
+
 async def main(out: Path) -> dict:
+    """`--runs N` impaired runs (default 3), `--before` as many again with the page's lip sync off
+    (interleaved), `--keep-crop` reuses the crop figures already in `out` (they do not depend on the path)."""
     import os
 
     from calls.demo import demo_assets
@@ -376,23 +511,42 @@ async def main(out: Path) -> dict:
     os.environ["EVERCALL_HOME"] = str(home)
     demo = demo_assets(home / "demo")
     persona = load_persona_dir(demo.persona_dir, name="demo")
+    runs = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--runs=")), 3)
     results = {"profiles": PROFILES, "measure_s": MEASURE_S}
-    results["crop_where"] = await asyncio.to_thread(crop_where, demo.operator_clip)
+    if "--keep-crop" in sys.argv and out.is_file():
+        results["crop_where"] = json.loads(out.read_text())["crop_where"]
+    else:
+        results["crop_where"] = await asyncio.to_thread(crop_where, demo.operator_clip)
     print("crop_where", json.dumps(results["crop_where"]), flush=True)
     photo = cv2.imread(str(demo.operator_photo))
     filters = "--filters" in sys.argv
     results["relay"] = "demo persona filters, swap mode" if filters else "passthrough (the network path alone)"
-    for name, profile in PROFILES.items():
-        results[name] = await measure(photo, profile, persona=persona if filters else None)
-        print(name, json.dumps(results[name]), flush=True)
+    results["skew_method"] = SKEW_METHOD
+    who = persona if filters else None
+    results["clean"] = await measure(photo, PROFILES["clean"], persona=who)
+    print("clean", json.dumps(results["clean"]), flush=True)
+    home_runs, before_runs = [], []
+    for i in range(runs):
+        if "--before" in sys.argv:
+            before_runs.append(await measure(photo, PROFILES["home"], persona=who, lip_sync=False))
+            print(f"home {i} lip sync off", json.dumps(before_runs[-1]), flush=True)
+        home_runs.append(await measure(photo, PROFILES["home"], persona=who))
+        print(f"home {i}", json.dumps(home_runs[-1]), flush=True)
+    results["home"] = home_runs[-1]
+    results["home_runs"] = [compact(r) for r in home_runs]
+    results["home_over_runs"] = over_runs(home_runs)
+    if before_runs:
+        results["home_without_lip_sync_runs"] = [compact(r) for r in before_runs]
+        results["home_without_lip_sync_over_runs"] = over_runs(before_runs)
     targets = {"fps_decoded": ">= 20", "longest_audio_gap_ms": "<= 200", "av_skew_ms_median": "|x| <= 60",
-               "av_skew_ms_max_abs": "<= 60"}
-    home_run = results["home"]
+               "av_skew_ms_max_abs": "<= 60", "judged_on": "every impaired run (home_runs)"}
     results["home_meets"] = {
-        "fps_decoded": home_run["fps_decoded"] >= 20,
-        "longest_audio_gap_ms": home_run["longest_audio_gap_ms"] <= 200,
-        "av_skew_ms_median": home_run["av_skew_ms_median"] is not None and abs(home_run["av_skew_ms_median"]) <= 60,
-        "av_skew_ms_max_abs": home_run["av_skew_ms_max_abs"] is not None and home_run["av_skew_ms_max_abs"] <= 60,
+        "fps_decoded": all(r["fps_decoded"] >= 20 for r in home_runs),
+        "longest_audio_gap_ms": all(r["longest_audio_gap_ms"] <= 200 for r in home_runs),
+        "av_skew_ms_median": all(r["av_skew_ms_median"] is not None and abs(r["av_skew_ms_median"]) <= 60
+                                 for r in home_runs),
+        "av_skew_ms_max_abs": all(r["av_skew_ms_max_abs"] is not None and r["av_skew_ms_max_abs"] <= 60
+                                  for r in home_runs),
     }
     results["targets"] = targets
     out.parent.mkdir(parents=True, exist_ok=True)
