@@ -208,7 +208,7 @@ async function connect() {
       downSince = null;
       clearTimeout(recoverTimer);
       say(statusAfterConnect());
-      if (!window.evercall.reporting) { window.evercall.reporting = true; reportLoop(); gapLoop(); lipSyncLoop(); }
+      if (!window.evercall.reporting) { window.evercall.reporting = true; reportLoop(); gapLoop(); }
     } else if (s === "disconnected") callDown(pc, false);
     else if (s === "failed") callDown(pc, true);
   };
@@ -365,49 +365,6 @@ async function gapLoop() {
     } catch (err) { /* next time */ }
   }
   setTimeout(gapLoop, GAP_POLL_MS);
-}
-
-// Lip sync on a lossy path. The picture waits for retransmitted packets (a round trip each), the voice does
-// not (FEC and concealment), so under loss the browser shows the picture about 100 ms after the voice it
-// belongs to, and its own A/V sync does not close that gap (measured: benchmarks/bench_network.py). Each
-// second the page compares what it plays of each (estimatedPlayoutTimestamp: the sender's clock time of the
-// frame on screen and of the sound playing now) and holds the voice back by the picture's lag with the
-// audio receiver's jitterBufferTarget, half the error a step; a voice ahead of the picture shortens the hold
-// again. Only the voice waits: the picture is never delayed more than the network makes it.
-const SYNC_EVERY_MS = 1000;
-const SYNC_DEADBAND_MS = 20;   // smaller lags are within what anyone notices; leave the voice alone
-const SYNC_MAX_HOLD_MS = 600;  // never hold the voice longer than this, whatever the picture does
-const lipSync = { off: false, holdMs: null, lagMs: null, last: null, pc: null };
-window.evercall.lipSync = lipSync;  // a benchmark may turn it off (off: true) to measure the browser alone
-async function lipSyncLoop() {
-  const pc = window.evercall.pc;
-  try {
-    const receiver = pc && pc.connectionState === "connected"
-      ? pc.getReceivers().find((r) => r.track && r.track.kind === "audio") : null;
-    if (lipSync.pc !== pc) Object.assign(lipSync, { holdMs: null, last: null, pc });  // a fresh connection
-    if (receiver && "jitterBufferTarget" in receiver && !lipSync.off) {
-      let video = null, audio = null;
-      (await pc.getStats()).forEach((s) => {
-        if (s.type === "inbound-rtp" && s.kind === "video") video = s;
-        if (s.type === "inbound-rtp" && s.kind === "audio") audio = s;
-      });
-      if (video && audio && video.estimatedPlayoutTimestamp && audio.estimatedPlayoutTimestamp && video.framesDecoded > 0) {
-        const lag = audio.estimatedPlayoutTimestamp - video.estimatedPlayoutTimestamp;  // > 0: picture behind
-        const now = { delay: audio.jitterBufferDelay || 0, count: audio.jitterBufferEmittedCount || 0 };
-        // The voice's own buffer over the last second: a hold below it would change nothing.
-        const own = lipSync.last && now.count > lipSync.last.count
-          ? 1000 * (now.delay - lipSync.last.delay) / (now.count - lipSync.last.count) : null;
-        lipSync.last = now;
-        lipSync.lagMs = lag;
-        if (Math.abs(lag) > SYNC_DEADBAND_MS && own !== null) {
-          const next = Math.min(SYNC_MAX_HOLD_MS, Math.max(lipSync.holdMs === null ? own : lipSync.holdMs, own) + 0.5 * lag);
-          lipSync.holdMs = next > own ? next : null;  // at or below the voice's own buffer: no hold at all
-          receiver.jitterBufferTarget = lipSync.holdMs;
-        }
-      }
-    }
-  } catch (err) { /* next time */ }
-  setTimeout(lipSyncLoop, SYNC_EVERY_MS);
 }
 
 const previous = { at: null, bytes: 0, lost: 0, received: 0, pc: null };
