@@ -28,8 +28,8 @@ an 800 kbit/s bottleneck each way with a 200 ms drop-tail queue. The call sends 
      relay and the page share the wall clock, so each medium's latency is also given alone
      (`playout.mark_latency_ms` beside `playout.stats_latency_ms`).
   Why 1 is trusted: it is what the browser itself plays, it is not a tap with a buffer of its own, and on a
-  lightly loaded machine the two methods agree within a few ms on the clean path and on the impaired one
-  (results/network.json, each run). What each leaves out: 1 does not see the relay's crop and encode
+  machine at load average 2-9 the two methods agreed within 2-11 ms, clean and impaired (ten runs; the
+  latest in results/network.json, each run's pair of medians). What each leaves out: 1 does not see the relay's crop and encode
   between its send-time note and the packet leaving, 2 does not see the audio device's buffer after the
   sink; neither is measured alone, and the methods' agreement bounds them. Under heavy load from other work
   on the same cores (load average 8 and up) they part by 30 ms and more: the headless browser's audio
@@ -39,9 +39,11 @@ an 800 kbit/s bottleneck each way with a 200 ms drop-tail queue. The call sends 
   `playout.mark_latency_ms.audio_web_audio` with `audio_sink`): why its figures wandered.
   The persona filters run as in a call with `--filters`, so the relay's own A/V hold is part of the figure.
 - Why the picture is late on the impaired path: it waits for retransmitted packets (NACK, a round trip
-  each) and the voice does not (Opus FEC, concealment): jitter buffers of about 250-270 ms (video) against
-  165-175 ms (audio) (`playout.jitter_buffer_ms`), and Chromium's own A/V sync, which should hold the voice
-  back to match, leaves the picture 80-90 ms behind.
+  each) and the voice does not (Opus FEC, concealment): jitter buffers of 240-285 ms (video) against
+  165-215 ms (audio) (`playout.jitter_buffer_ms`), and Chromium's own A/V sync, which should hold the voice
+  back to match, leaves the picture 70-95 ms behind. Holding the voice back from the page (the audio
+  receiver's jitterBufferTarget, steered by this lag) was tried: +1 and +8 ms in 20 s runs, but under load
+  both delays climbed to 600-800 ms and the skew swung -380..+256 ms, so it was withdrawn.
 
 Run: `python -m benchmarks.bench_network --keep-crop --runs=3` (the figures in the README).
 """
