@@ -344,22 +344,29 @@ def mark_track(samples: np.ndarray, persona_id: str, call_id: str, rate: int) ->
 
 
 def _scan(x16: np.ndarray, detector: VoiceMarkDetector) -> tuple[list[AudioWindowResult], AudioWindowResult]:
-    """Results per 3 s window (a tail shorter than one template period is left to the whole) and for the
-    whole clip, whose fold is the sum of the windows' folds (so a long file is whitened once, in pieces)."""
+    """Results per 3 s window, the windows overlapping by half (a tail shorter than one template period is
+    left to the whole), and for the whole clip, whose fold is the sum of the folds of every other window.
+
+    The overlap is for recordings with a break in them: a call drops a few milliseconds of voice when its
+    output falls behind, which shifts the mark's phase after the break, and a window across the break folds
+    two phases together; a window half a step later lies whole on one side of it."""
     size = int(WINDOW_S * DETECT_RATE)
+    step = size // 2
     windows: list[AudioWindowResult] = []
     total = np.zeros(PERIOD)
-    for start in range(0, len(x16), size):
+    for start in range(0, max(len(x16) - step, 1), step):
         piece = x16[start:start + size]
         fold = detector.fold(_whitened(piece), start)
-        total += fold
+        if start % size == 0:
+            total += fold
         if len(piece) >= PERIOD:
             windows.append(detector.decide(fold, start / DETECT_RATE, len(piece) / DETECT_RATE))
     return windows, detector.decide(total, 0.0, len(x16) / DETECT_RATE)
 
 
 def detect_audio(samples: np.ndarray, rate: int, key: bytes = DEFAULT_KEY) -> list[AudioWindowResult]:
-    """Per 3-second window of mono `samples` at `rate`: whether the mark is there and what it carries."""
+    """Per 3-second window (overlapping by half) of mono `samples` at `rate`: whether the mark is there and
+    what it carries."""
     from engine.audio_io import resample
 
     return _scan(resample(np.asarray(samples, np.float32), rate, DETECT_RATE), VoiceMarkDetector(key))[0]
