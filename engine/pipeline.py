@@ -39,7 +39,6 @@ class CallPipeline:
         self._face = face  # closed when it is replaced or the call ends
         self._retired: list[FaceFilter] = []  # replaced filters, closed on the face thread
         self.mark = mark  # provenance watermark applied to every frame that leaves, cards included
-        self.voice_mark = voice_mark  # provenance mark on every audio block that leaves, silence included
         self.card: np.ndarray | None = None  # when set, replaces the picture and silences the voice
         self.muted = False
         self.audio_rate = audio_rate
@@ -47,7 +46,8 @@ class CallPipeline:
         self.video_in: LatestSlot[VideoFrame] = LatestSlot(on_drop=self.metrics.stage("face").drop)
         self.video_out: LatestSlot[VideoFrame] = LatestSlot()
         self.audio_in = AudioRing(audio_rate, capacity_s=0.3)
-        self.audio_out = AudioRing(audio_rate, capacity_s=0.3)
+        # The voice's provenance mark goes on as the sinks read, silence and padding included (see AudioRing).
+        self.audio_out = AudioRing(audio_rate, capacity_s=0.3, on_read=voice_mark)
         # Until audio has been sent, assume the voice filter's delay plus one block of buffering.
         self.audio_send_delay = voice.latency_s + AUDIO_BLOCK / audio_rate
         self.video_send_delay: float | None = None
@@ -118,12 +118,6 @@ class CallPipeline:
                 out = np.zeros_like(samples)  # silence, never the operator's own voice
             if self.muted or self.card is not None:
                 out = np.zeros_like(out)
-            if self.voice_mark is not None:
-                try:  # runs on silence too, so the mark is continuous (a faint floor where nothing is said)
-                    out = self.voice_mark(out)
-                except Exception:
-                    self.voice_errors += 1
-                    out = np.zeros_like(out)  # an unmarked voice must not leave
             # out[0] is the converted sample captured `latency_s` before samples[0].
             t_out = t_first - self.voice.latency_s
             self.audio_out.write(out, t_out)
@@ -137,7 +131,8 @@ class CallPipeline:
             "out_dropped_samples": self.audio_out.dropped_samples,
             "out_underrun_samples": self.audio_out.underrun_samples,
         }
-        snap["filter_errors"] = {"face": self._face_worker.errors, "voice": self.voice_errors}  # each survived
+        snap["filter_errors"] = {"face": self._face_worker.errors, "voice": self.voice_errors,
+                                 "voice_mark": self.audio_out.on_read_errors}  # each survived
         video = self.video_send_delay
         sent = list(self._sent_times)
         recent = [t for t in sent if t > now() - 2.0]

@@ -136,11 +136,18 @@ class AudioRing:
 
     `write` past capacity drops the oldest samples (counted); `read(n)` always returns n samples,
     padding with silence when short (counted as underruns), so the reader's clock never stalls.
+
+    `on_read` (the voice's provenance mark) is applied to exactly what the reader gets, padding included:
+    marking on the way out keeps the mark's timeline continuous however much was dropped or padded
+    before. Should it fail, the reader gets silence (counted), never an unmarked voice.
     """
 
-    def __init__(self, sample_rate: int, capacity_s: float = 0.5) -> None:
+    def __init__(self, sample_rate: int, capacity_s: float = 0.5,
+                 on_read: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.sample_rate = sample_rate
         self.capacity = int(capacity_s * sample_rate)
+        self._on_read = on_read
+        self.on_read_errors = 0
         self._buf = np.zeros(0, dtype=np.float32)
         self._t_first: float | None = None
         self._lock = threading.Condition()
@@ -192,6 +199,12 @@ class AudioRing:
         if take < n:
             self.underrun_samples += n - take
             out = np.concatenate([out, np.zeros(n - take, dtype=np.float32)])
+        if self._on_read is not None:
+            try:
+                out = self._on_read(out)
+            except Exception:
+                self.on_read_errors += 1
+                out = np.zeros(n, dtype=np.float32)
         return out, t_first
 
     def trim_to(self, seconds: float) -> int:

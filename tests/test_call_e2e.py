@@ -105,13 +105,12 @@ async def test_far_end_receives_persona_face_and_voice(demo, demo_persona) -> No
     audio = np.concatenate(got["audio"][-150:])
     rms = float(np.sqrt(np.mean(audio ** 2)))
     assert rms > 0.01, f"far end audio is silent (rms {rms:.4f})"
-    # The voice carries the call's provenance mark through Opus: the far end's sound names this call. (A
-    # relay starved of CPU drops voice to keep its delay, which breaks the mark's phase: judged with timing.)
+    # The voice carries the call's provenance mark through Opus: the far end's sound names this call. (It is
+    # marked as it leaves, so the voice a starved relay drops or pads does not break it: judged on any machine.)
     from filters.watermark.voice import detect_audio
 
     heard = np.concatenate(got["audio"])[::2]  # left channel of the decoded 48 kHz stereo
     found = [w for w in detect_audio(heard, 48000) if w.found]
-    assert all(w.matches(*got["ids"]) for w in found), "a mark was found that names another call"
+    assert found and all(w.matches(*got["ids"]) for w in found), "the far end's voice should carry the call's mark"
     if problem is not None:  # everything else was judged; real-time keeping cannot be, on this machine now
-        pytest.skip(skip_why + f"; voice mark found in {len(found)} windows")
-    assert found, "the far end's voice should carry the call's mark"
+        pytest.skip(skip_why)
