@@ -17,11 +17,9 @@ the same evidence. A log that was cut or rewritten is not trusted at all (the le
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -35,7 +33,7 @@ from engine.consent import check_born, parse_kin, person_key, sha256_file, utc_n
 from engine.errors import ConsentError
 from engine.home import default_home
 from engine.ledger import Ledger
-from engine.vault import CONFIG_NAME, VaultError, VaultOpener
+from engine.vault import CONFIG_NAME, VaultError, VaultOpener, exclusive
 
 FOLDER = "objections"
 REGISTER = "register.enc"
@@ -115,12 +113,8 @@ class ObjectionRegister:
     def _locked(self) -> Iterator[None]:
         """One writer at a time, so two filings cannot take the same version."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive(self.folder / ".lock"):
             yield
-        finally:
-            os.close(fd)
 
     def _log(self) -> tuple[int, dict[str, dict[str, Any]]]:
         """(highest version, standing objections by id) as the audit log's sealed records say."""

@@ -12,7 +12,6 @@ the only file that changes later (revocation) and it is replaced atomically. Pla
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -36,7 +35,7 @@ from engine.errors import ConsentError, PersonaError
 from engine.ledger import Ledger, RollbackError, state_digest
 from engine.objections import ObjectionRegister
 from engine.persona import VOICE_RATE, Persona, choose_face, keep_voice, read_photo, read_voice
-from engine.vault import VaultError, VaultOpener, fsync_dir
+from engine.vault import VaultError, VaultOpener, exclusive, fsync_dir
 
 MANIFEST = "manifest.enc"
 FORMAT = 1
@@ -108,13 +107,9 @@ class PersonaStore:
     def _locked(self) -> Iterator[None]:
         """One writer at a time across processes, so two creates cannot take the same name."""
         self.personas.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.home / ".store.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive(self.home / ".store.lock"):
             self._sweep()
             yield
-        finally:
-            os.close(fd)
 
     def _sweep(self) -> None:
         """Remove what a crashed create or delete left behind (only ciphertext, but unwanted)."""
