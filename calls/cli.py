@@ -43,7 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     source = source_from_args(args)
 
     def announce(call) -> None:
-        print(f"persona: {persona.name}; face mode: {args.mode}; press Ctrl-C to end the call", flush=True)
+        mode = call.state.mode if call.state.mode == args.mode else f"{call.state.mode} (chosen by {args.mode})"
+        print(f"persona: {persona.name}; face mode: {mode}; press Ctrl-C to end the call", flush=True)
         print("far-end link (send this to the person you call):", flush=True)
         print(call.join_url, flush=True)
         print(f"operator page: {call.operator_url}", flush=True)
