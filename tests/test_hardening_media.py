@@ -42,13 +42,20 @@ def long_wav(path: Path, seconds: float, rate: int = 8000) -> Path:
 # -- 5. unbounded inputs ----------------------------------------------------------------------------
 
 
+def refused_with_peak(read, path: Path):
+    """(the PersonaError `read(path)` raised, the most memory Python allocated meanwhile in bytes)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(PersonaError) as err:
+            read(path)
+        return err, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_an_hour_of_voice_is_refused_from_its_header(tmp_path: Path) -> None:
     wav = long_wav(tmp_path / "hour.wav", 3600)
-    tracemalloc.start()
-    with pytest.raises(PersonaError) as err:
-        read_voice(wav)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    err, peak = refused_with_peak(read_voice, wav)
     text = one_line(str(err.value))
     assert "60.0 minutes" in text and "limit of 10 minutes" in text
     assert peak < 20e6, f"{peak / 1e6:.0f} MB were allocated: the file was decoded before it was refused"
@@ -76,11 +83,7 @@ def test_a_huge_photo_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
 
     path = tmp_path / "huge.png"
     Image.new("L", (12000, 12000)).save(path, optimize=False)  # 144 MP, a few hundred kB on disk
-    tracemalloc.start()
-    with pytest.raises(PersonaError) as err:
-        read_photo(path)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    err, peak = refused_with_peak(read_photo, path)
     text = one_line(str(err.value))
     assert "12000x12000" in text and "limit of 40 megapixels" in text
     assert peak < 20e6, f"{peak / 1e6:.0f} MB were allocated: the photo was decoded before it was refused"
