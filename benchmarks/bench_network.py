@@ -258,7 +258,7 @@ def stats_latencies(samples: list[dict]) -> dict[str, list[float]]:
     minus estimatedPlayoutTimestamp, the sender-clock time of what the browser plays out now (video: the
     frame last handed to the compositor; audio: NetEq's playout position less the output device's delay).
     Valid where sender and page share one clock: loopback."""
-    out: dict[str, list[float]] = {"video": [], "audio": [], "skew": []}
+    out: dict[str, list[float]] = {"video": [], "audio": [], "skew": [], "hold": []}
     for s in samples:
         ept_v, ept_a, wall = s.get("vEpt"), s.get("aEpt"), s.get("wall")
         if not (ept_v and ept_a and wall):
@@ -268,6 +268,7 @@ def stats_latencies(samples: list[dict]) -> dict[str, list[float]]:
         out["video"].append(lv)
         out["audio"].append(la)
         out["skew"].append(lv - la)
+        out["hold"].append(s.get("hold_ms") or 0.0)  # the relay's voice hold when the sample was read
     return out
 
 
@@ -311,11 +312,13 @@ async def _relay(pipeline, source: Source, media: MediaOptions):
     return state, runner, f"{base}/join/{state.invite.token}"
 
 
-async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, persona=None) -> dict:
+async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, persona=None,
+                  hold: bool = True) -> dict:
     """One call over one impaired path; the far end's figures over `seconds`.
 
     persona None: a passthrough relay (the network path alone, as bench's "passthrough relay" column);
-    else that persona's filters in swap mode, exactly as `evercall serve` builds them."""
+    else that persona's filters in swap mode, exactly as `evercall serve` builds them.
+    hold False: the relay's voice hold (calls/network.py: VoiceHold) is kept at 0, for comparison."""
     from benchmarks.latency import default_pipeline, passthrough_pipeline
     from benchmarks.browser import PHONE_UPRIGHT, devtools_page
 
@@ -330,6 +333,8 @@ async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, 
             async with devtools_page(url, PHONE_UPRIGHT, autoplay_without_tap=True) as (page, browser):
                 await _until(page, "(() => { const r = window.evercall && window.evercall.lastReport;"
                                    " return r && r.video && r.video.framesDecoded > 30; })()", 60)
+                if not hold and state.voice_hold is not None:
+                    state.voice_hold.max_ms = 0.0
                 await asyncio.sleep(WARMUP_S)
                 await page.evaluate("window.evercall.gaps.longestMs = 0")
                 await page.evaluate(MARKS_JS)
@@ -337,7 +342,10 @@ async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, 
                 loop = asyncio.get_running_loop()
                 end = loop.time() + seconds
                 while loop.time() < end:
-                    samples.append(await page.evaluate(STATS_JS))
+                    sample = await page.evaluate(STATS_JS)
+                    if sample and state.voice_hold is not None:
+                        sample["hold_ms"] = state.voice_hold.applied_ms
+                    samples.append(sample)
                     skew = state.pipeline.stats()["av"]["skew_ms"]
                     if skew is not None:
                         relay_skews.append(skew)
@@ -366,8 +374,10 @@ def summarise(samples: list[dict], relay_skews: list[float], bitrates: list[int]
     relay = statistics.median(relay_skews) if relay_skews else 0.0
     web_audio_skews = pair_marks(marks.get("video", []), marks.get("audio", []))
     # The skew she sees: each medium's send-to-playout latency from the browser's stats (see the module's
-    # docstring), plus the relay's own capture-to-send difference.
-    skews = [relay + x for x in stats_latencies(good)["skew"]]
+    # docstring), plus the relay's own capture-to-send difference, less the voice hold of that moment (the
+    # relay sends the voice that much later than its pipeline's figure says; the browser cannot see it).
+    lat = stats_latencies(good)
+    skews = [relay + x - held for x, held in zip(lat["skew"], lat["hold"])]
     sink_skews = pair_marks(marks.get("video", []), marks.get("sink", []))
     lost = (last.get("vLost", 0) + last.get("aLost", 0)) - (first.get("vLost", 0) + first.get("aLost", 0))
     recv = (last.get("vRecv", 0) + last.get("aRecv", 0)) - (first.get("vRecv", 0) + first.get("aRecv", 0))
@@ -391,6 +401,7 @@ def summarise(samples: list[dict], relay_skews: list[float], bitrates: list[int]
         "av_skew_ms_each": [round(x, 1) for x in web_audio_skews],
         "av_skew_ms_each_sink": [round(x, 1) for x in sink_skews],
         "relay_send_skew_ms": round(relay, 1),
+        "voice_hold_ms": _spread(lat["hold"]),
         "playout": playout_figures(good, marks),
         "loss_seen_pct": round(100 * lost / max(1, lost + recv), 2),
         "rtt_ms": None if last.get("rtt") is None else round(1000 * last["rtt"], 1),
@@ -497,6 +508,7 @@ def compact(run: dict) -> dict:
     out = {k: run.get(k) for k in keys}
     playout = run.get("playout", {})
     out["jitter_buffer_ms"] = playout.get("jitter_buffer_ms")
+    out["voice_hold_ms"] = (run.get("voice_hold_ms") or {}).get("median")
     out["latency_ms_median"] = {k: v["median"] for k, v in playout.get("stats_latency_ms", {}).items()}
     return out
 
@@ -536,11 +548,13 @@ async def main(out: Path) -> dict:
     results["relay"] = "demo persona filters, swap mode" if filters else "passthrough (the network path alone)"
     results["skew_method"] = SKEW_METHOD
     who = persona if filters else None
-    results["clean"] = await measure(photo, PROFILES["clean"], persona=who)
+    hold = "--no-hold" not in sys.argv
+    results["voice_hold"] = "relay holds the voice by the lag the page reports (VoiceHold)" if hold else "off"
+    results["clean"] = await measure(photo, PROFILES["clean"], persona=who, hold=hold)
     print("clean", json.dumps(results["clean"]), flush=True)
     home_runs = []
     for i in range(runs):
-        home_runs.append(await measure(photo, PROFILES["home"], persona=who))
+        home_runs.append(await measure(photo, PROFILES["home"], persona=who, hold=hold))
         print(f"home {i}", json.dumps(home_runs[-1]), flush=True)
     results["home"] = home_runs[-1]
     results["home_runs"] = [compact(r) for r in home_runs]

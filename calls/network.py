@@ -6,6 +6,8 @@ Three small jobs, each needed because a grandmother's home Wi-Fi or 4G is not th
 - `video_bitrate(pc)`: the bitrate aiortc's video encoder is aiming at now (receiver reports move it), so
   the framing can send fewer pixels on a thin path instead of a picture that freezes;
 - `PathFollower`: caps that bitrate by the far end's reported loss (aiortc itself follows only REMB);
+- `VoiceHold`: how long the relay holds her voice back so that it does not run ahead of a picture that
+  waits for retransmissions on a lossy path (the page reports the lag, PersonaAudioTrack applies the hold);
 - `Impairment` / `impaired_paths()`: loss, delay, a rate limit and outages applied in user space to every
   UDP datagram aioice sends or receives (this machine's kernel has no `netem`). Tests and the benchmark
   put the relay's side of a call behind it; a browser far end then sees a real lossy, slow path.
@@ -16,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterator
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -145,6 +150,62 @@ class PathFollower:
                 if lost + received >= self.window_packets and loop.time() - self._last_step >= self.min_step_s:
                     self.step(encoder, max(0, lost) / (max(0, lost) + received), loop.time())
                     counted = now
+
+
+class VoiceHold:
+    """How many milliseconds the relay holds the voice back, following the lag the far end's browser reports.
+
+    Why: on a lossy path the browser's picture waits for retransmitted packets (a round trip each) and the
+    voice does not (Opus FEC, concealment). Chromium's own lip sync (audio and video are one MediaStream in
+    the answer, and aiortc's sender reports map both to one wall clock) should hold the voice back to match,
+    but under loss it leaves the picture 70-100 ms behind (measured: bench_network; where its estimate goes
+    wrong is inside Chromium, out of our reach). Holding the voice in the browser was tried and withdrawn:
+    it sets the same buffer Chromium's sync steers, and the two fought.
+
+    The relay's hold is out of the browser's sight: the sender reports map the voice to the moment it leaves,
+    so Chromium sees a voice sent `held` ms later and its sync is unchanged, while what she hears moves
+    `held` ms later against the picture. The lag the page reports (its picture's playout position behind its
+    voice's, both on the relay's send clock) does not depend on the hold, so the hold simply follows it: the
+    median of the last `window` reports, bounded to 0..`max_ms`, moved at most `step_ms` at a time and at
+    most once every `every_s`, ignored within `deadband_ms` of where it is. A clean path reports no lag
+    (or the voice behind), and the hold goes back to 0: only a lossy path costs her that much voice delay.
+    """
+
+    def __init__(self, max_ms: float = 150.0, step_ms: float = 20.0, every_s: float = 1.0,
+                 deadband_ms: float = 15.0, window: int = 5, min_reports: int = 3,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_ms, self.step_ms, self.every_s, self.deadband_ms = max_ms, step_ms, every_s, deadband_ms
+        self.min_reports = min_reports
+        self._lags: deque[float] = deque(maxlen=window)
+        self._clock = clock
+        self._last_move = float("-inf")
+        self.target_ms = 0.0  # where the hold is heading now (moves slowly)
+        self.applied_ms = 0.0  # what the audio track holds now (it changes only in quiet moments)
+
+    def report(self, lag_ms: Optional[float]) -> float:
+        """One report of the picture's lag behind the voice at her end (ms; None: not known); the target."""
+        if lag_ms is None or lag_ms != lag_ms or abs(lag_ms) > 10_000:  # missing, NaN, or nonsense
+            return self.target_ms
+        self._lags.append(float(lag_ms))
+        now = self._clock()
+        if len(self._lags) < self.min_reports or now - self._last_move < self.every_s:
+            return self.target_ms
+        goal = min(self.max_ms, max(0.0, statistics.median(self._lags)))
+        if abs(goal - self.target_ms) >= self.deadband_ms or goal in (0.0, self.max_ms):  # bounds: all the way
+            move = max(-self.step_ms, min(self.step_ms, goal - self.target_ms))
+            self.target_ms = min(self.max_ms, max(0.0, self.target_ms + move))
+            self._last_move = now
+        return self.target_ms
+
+    def frames(self, frame_s: float) -> int:
+        """The target as a whole number of audio frames of `frame_s` seconds."""
+        return int(round(self.target_ms / (1000 * frame_s)))
+
+    def figures(self) -> dict:
+        """For the operator page and the benchmark."""
+        lag = statistics.median(self._lags) if self._lags else None
+        return {"hold_ms": round(self.applied_ms, 1), "target_ms": round(self.target_ms, 1),
+                "lag_reported_ms": None if lag is None else round(lag, 1)}
 
 
 # -- an impaired path, in user space ------------------------------------------------------------------

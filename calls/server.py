@@ -46,7 +46,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from calls import schema
 from calls.console import Controls, CpuMeter, figures
 from calls.framing import FaceFramer
-from calls.network import PathFollower, link_figures, video_bitrate
+from calls.network import PathFollower, VoiceHold, link_figures, video_bitrate
 from calls.ice import rtc_configuration
 from calls.media_options import MediaOptions, answered_video_codec, prefer_video_codec
 from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
@@ -105,6 +105,7 @@ class CallState:
     farend_report: dict | None = None  # the far end's own figures (frames decoded, fps), for the operator
     mode: str = "swap"  # the face mode in use now (the console can switch it)
     sending_codec: str | None = None  # the video codec the far end accepted, once a call is answered
+    voice_hold: VoiceHold | None = None  # how long the voice waits for her picture (lossy paths), this call
 
     def record(self, event: str, **fields: Any) -> None:
         """Append to the call's audit log (CallAssembly.record); a logging failure never ends the call."""
@@ -251,6 +252,7 @@ class CallServer:
         body["source_error"] = self.state.source_error
         body["far_end_report"] = self.state.farend_report
         body["far_end_link"] = link_figures(self.state.farend_report)  # "her connection is weak" + figures
+        body["voice_hold"] = None if self.state.voice_hold is None else self.state.voice_hold.figures()
         body["invite"] = self.state.invite.describe()
         body["seat"] = self.state.seat.state
         return web.json_response(body)
@@ -269,6 +271,8 @@ class CallServer:
         self.state.seat.heard(browser_id=browser)
         report["received_at"] = time.time()
         self.state.farend_report = report
+        if self.state.voice_hold is not None:  # the picture's lag behind the voice at her end, if measured
+            self.state.voice_hold.report((report.get("video") or {}).get("behindVoiceMs"))
         return web.Response(status=204)
 
     async def farend_viewport(self, request: web.Request) -> web.Response:
@@ -438,8 +442,9 @@ class CallServer:
                 pc.addTrack(PersonaVideoTrack(pipeline.video_out, pipeline.note_video_sent, size=media.size,
                                               max_fps=media.fps, reframe=functools.partial(self._reframe, pc)))
             if "audio" in offered:
+                self.state.voice_hold = VoiceHold() if "video" in offered else None  # follows her reports
                 pc.addTrack(PersonaAudioTrack(pipeline.audio_out, pipeline.note_audio_sent,
-                                              frame=media.audio_frame_samples))
+                                              frame=media.audio_frame_samples, hold=self.state.voice_hold))
             await pc.setLocalDescription(await pc.createAnswer())
             self.state.sending_codec = answered_video_codec(pc.localDescription.sdp)
             if self.state.sending_codec not in (None, media.codec):

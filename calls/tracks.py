@@ -11,6 +11,7 @@ import asyncio
 import fractions
 import logging
 import time
+from collections import deque
 
 import av
 import cv2
@@ -100,14 +101,25 @@ class PersonaAudioTrack(MediaStreamTrack):
     the next packet was due (a stalled microphone, a muted source), silence goes out on the nominal clock
     instead, so the far end's playout never stalls; the ring is trimmed to `max_buffer_s` so a burst can
     never leave a standing delay.
+
+    With a `hold` (calls/network.py: VoiceHold) the voice goes out that many frames later, so that on a
+    lossy path it does not run ahead of the picture. The hold grows by sending a frame of silence in place
+    of the next one and shrinks by leaving out a frame, one frame at a time and only where the voice is
+    quiet on both sides (a pause), so she never hears a cut or a stretch in a word; `on_sent` still gets
+    each block as it is read (the pipeline's own A/V hold must not follow this one).
     """
 
     kind = "audio"
 
     def __init__(self, ring: AudioRing, on_sent=None, frame: int = AUDIO_FRAME, max_buffer_s: float = 0.04,
-                 grace_s: float = 0.03) -> None:
+                 grace_s: float = 0.03, hold=None) -> None:
         super().__init__()
         self._ring = ring
+        # hold: a calls.network.VoiceHold, or None. Its target (whole frames) is how many frames wait in
+        # `_line` before they go: the voice leaves that much later, still one packet per frame as it comes.
+        self._hold = hold
+        self._line: deque[np.ndarray] = deque()
+        self._last_out_quiet = True
         self._on_sent = on_sent  # called with the capture time of each block sent
         self._frame = frame
         self._max_buffer_s = max_buffer_s
@@ -138,6 +150,8 @@ class PersonaAudioTrack(MediaStreamTrack):
             self._due += period
         if self._on_sent is not None:
             self._on_sent(t_first)
+        if self._hold is not None:
+            samples = self._through_hold(samples, period)
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.sample_rate = AUDIO_RATE
@@ -145,6 +159,36 @@ class PersonaAudioTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, AUDIO_RATE)
         self._pts += self._frame
         return frame
+
+    @property
+    def held_ms(self) -> float:
+        """How long the voice waits in the hold now (ms)."""
+        return 1000 * max(0, len(self._line)) * self._frame / AUDIO_RATE
+
+    def _through_hold(self, samples: np.ndarray, period: float) -> np.ndarray:
+        """`samples` into the hold line; what leaves it now (one frame), moving the hold one frame towards
+        its target where the voice is quiet."""
+        line = self._line
+        line.append(samples)
+        held = len(line) - 1  # frames that stay in the line if the oldest one leaves now
+        want = self._hold.frames(period)
+        if want > held and self._last_out_quiet and _quiet(line[0]):
+            out = np.zeros_like(samples)  # silence goes instead: the line grows by one frame
+        elif want < held and self._last_out_quiet and _quiet(line[0]) and _quiet(line[1]):
+            line.popleft()  # a quiet frame is left out: the line shrinks by one frame
+            out = line.popleft()
+        else:
+            out = line.popleft()
+        self._last_out_quiet = _quiet(out)
+        self._hold.applied_ms = self.held_ms
+        return out
+
+
+QUIET_RMS = 0.01  # -40 dBFS: a pause between words, not a soft syllable
+
+
+def _quiet(samples: np.ndarray) -> bool:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) < QUIET_RMS if samples.size else True
 
 
 async def consume_video(track: MediaStreamTrack, sink: LatestSlot[VideoFrame]) -> None:

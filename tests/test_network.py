@@ -300,3 +300,130 @@ async def test_path_follower_rides_out_random_wifi_loss_but_not_an_overflowing_q
 
     assert await run_for(0.05, 60) == 600_000, "5% random loss must not lower the rate"
     assert await run_for(0.25, 100) < 400_000, "an overflowing queue (25% loss) must lower it"
+
+
+# -- the voice waits for the picture on a lossy path --------------------------------------------------
+
+def test_voice_hold_follows_the_reported_lag_slowly_within_bounds() -> None:
+    from calls.network import VoiceHold
+
+    clock = [0.0]
+    hold = VoiceHold(max_ms=150, step_ms=20, every_s=1.0, clock=lambda: clock[0])
+
+    def report(lag: float | None, seconds: float = 1.0) -> float:
+        clock[0] += seconds
+        return hold.report(lag)
+
+    assert report(90) == 0 and report(90) == 0, "two reports are not enough to act on"
+    seen = [report(90) for _ in range(8)]
+    assert seen[0] == 20, "the first move is one small step"
+    assert all(b - a <= 20 for a, b in zip([0] + seen, seen)), f"never more than 20 ms a step: {seen}"
+    settled = seen[-1]
+    assert abs(settled - 90) < hold.deadband_ms and seen[-2] == settled, "it settles on the picture's lag"
+    assert report(20, seconds=0.2) == settled, "no second move within a second"
+    assert report(None) == settled and report(float("nan")) == settled, "a report without the figure changes nothing"
+    for _ in range(3):
+        report(92)  # within the dead band of where it is: stays put
+    assert hold.target_ms == settled
+    for _ in range(20):
+        report(400)  # a picture far behind: the voice is held no more than max_ms
+    assert hold.target_ms == 150
+    for _ in range(20):
+        report(-30)  # the voice behind the picture (a clean path): the hold goes back to nothing
+    assert hold.target_ms == 0 and hold.frames(0.01) == 0
+
+
+async def test_voice_hold_delays_the_voice_and_changes_only_in_pauses() -> None:
+    """The audio track holds the voice back by the hold's target in whole frames: grown by silence and
+    shrunk by leaving out frames, both only where the voice is quiet; no word is cut, the clock runs on."""
+    from calls.network import VoiceHold
+    from calls.tracks import PersonaAudioTrack
+    from engine.media import now
+    from engine.stages import AudioRing
+
+    frame = 480
+    ring = AudioRing(48000, capacity_s=0.3)
+    hold = VoiceHold()
+    track = PersonaAudioTrack(ring, frame=frame, grace_s=10.0, hold=hold)
+
+    def quiet(k: int) -> np.ndarray:  # a pause: distinct, quiet frames (rms far below -40 dBFS)
+        return np.full(frame, 0.001 * (1 + k % 5), np.float32)
+
+    loud = np.full(frame, 0.5, np.float32)
+    out, pts = [], []
+
+    async def send(block: np.ndarray) -> None:
+        ring.write(block, now())
+        got = await asyncio.wait_for(track.recv(), 20.0)
+        pts.append(got.pts)
+        out.append(got.to_ndarray().reshape(-1).astype(np.float32) / 32767)
+
+    def is_loud(block: np.ndarray) -> bool:
+        return float(np.abs(block).mean()) > 0.25
+
+    await send(loud)  # a word is going out when the hold is asked for: it is not cut
+    hold.target_ms = 30.0
+    for _ in range(2):
+        await send(loud)
+    assert track.held_ms == 0, "the hold must not grow in the middle of a word"
+    for k in range(6):
+        await send(quiet(k))
+    assert track.held_ms == 30 and hold.applied_ms == 30, "in the pause it grows to the target"
+    for _ in range(4):
+        await send(loud)  # the next word: heard 3 frames (30 ms) later than sent in
+    for k in range(6):
+        await send(quiet(k))
+    word_in, word_out = 9, [i for i, b in enumerate(out) if is_loud(b)][3]
+    assert word_out - word_in == 3, "the word leaves as many frames later as the hold"
+    hold.target_ms = 0.0
+    for _ in range(3):
+        await send(loud)
+    held_in_word = track.held_ms
+    for k in range(8):
+        await send(quiet(k))
+    assert held_in_word > 0 and track.held_ms == 0, "the hold shrinks in the pause, not in the word"
+    assert sum(is_loud(b) for b in out) == 10, "every loud frame is heard, none left out or doubled"
+    assert pts == [frame * k for k in range(len(pts))], "one packet per frame, the audio clock unbroken"
+
+
+async def test_the_answer_puts_voice_and_picture_in_one_stream_and_reports_move_the_hold(server) -> None:
+    """Chromium lip-syncs only the tracks of one MediaStream (one msid stream id, one RTCP CNAME); the
+    relay's answer has both there, and the lag the page reports steers the relay's voice hold."""
+    import re
+
+    import aiohttp
+    from aiortc import RTCPeerConnection
+
+    state, base = server
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    join = f"{base}/join/{state.invite.token}"
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with s.get(join) as r:
+                assert r.status == 200
+            async with s.post(f"{join}/offer", json={"sdp": pc.localDescription.sdp,
+                                                     "type": pc.localDescription.type}) as r:
+                assert r.status == 200, await r.text()
+                answer = (await r.json())["sdp"]
+            sections = answer.split("\r\nm=")[1:]
+            streams = {m.split()[0]: re.findall(r"a=msid:(\S+) \S+", m) for m in sections}
+            cnames = {m.split()[0]: set(re.findall(r"a=ssrc:\d+ cname:(\S+)", m)) for m in sections}
+            assert streams["video"] and streams["video"] == streams["audio"], streams
+            assert cnames["video"] and cnames["video"] == cnames["audio"], cnames
+            hold = state.voice_hold
+            assert hold is not None and hold.target_ms == 0
+            hold.every_s = 0.0  # each report may move it (the page reports once a second)
+            for lag in (None, 100, 100, 100, 100):
+                video = {"framesDecoded": 100} if lag is None else {"framesDecoded": 100, "behindVoiceMs": lag}
+                async with s.post(f"{join}/report", json={"connectionState": "connected", "video": video}) as r:
+                    assert r.status == 204, await r.text()
+            assert hold.target_ms == 2 * hold.step_ms, "two small steps towards the reported 100 ms"
+            async with s.get(f"{base}/operator/{state.config.operator_token}/stats.json") as r:
+                assert r.status == 200, await r.text()
+                figures = (await r.json())["voice_hold"]  # the operator sees it too
+            assert figures["target_ms"] == hold.target_ms and figures["lag_reported_ms"] == 100
+    finally:
+        await pc.close()

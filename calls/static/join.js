@@ -373,7 +373,9 @@ async function collect(pc) {
   const out = { connectionState: pc.connectionState, at: Date.now(), video: null, audio: null, sent: {} };
   const stats = await pc.getStats();
   let bytes = 0, lost = 0, received = 0, rttMs = null;
+  const playout = {};  // each medium's playout position on the relay's send clock (ms), read in one call
   stats.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.estimatedPlayoutTimestamp) playout[s.kind] = s.estimatedPlayoutTimestamp;
     if (s.type === "inbound-rtp" && s.kind === "video") {
       out.video = {
         framesDecoded: s.framesDecoded, framesPerSecond: s.framesPerSecond,
@@ -401,6 +403,9 @@ async function collect(pc) {
       bytes += s.bytesReceived || 0; lost += s.packetsLost || 0; received += s.packetsReceived || 0;
     }
   });
+  // How far the picture she sees is behind the voice she hears: the relay holds the voice back by it
+  // (calls/network.py: VoiceHold), since on a lossy path the picture waits for retransmissions.
+  if (out.video && playout.video && playout.audio) out.video.behindVoiceMs = playout.audio - playout.video;
   let kbpsIn = null, lossPct = null;
   if (previous.at !== null && previous.pc === pc && out.at > previous.at) {
     kbpsIn = 8 * (bytes - previous.bytes) / (out.at - previous.at);
