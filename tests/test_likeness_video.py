@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.identity import distance, face_descriptor
+from benchmarks.identity import face_descriptor
 from benchmarks.operator_clips import ClipMaker, write_clip
 from engine.errors import PersonaError
 from filters.face.canonical import package_faces
@@ -50,36 +50,26 @@ def test_a_clip_that_turns_covers_both_sides_of_the_face(faces, turning_clip):
     assert min(alone) < 0.4  # the photo itself shows one cheek barely
 
 
-@pytest.mark.xfail(strict=False, reason="on synthesised clips the turned views are 3-D re-renders of the "
-                   "same photo, softer and with no new detail: merging them costs 0.02-0.08 of dlib distance "
-                   "(issue 12 asks for a clip persona at least as close as its best frame; not met here)")
 def test_a_clip_persona_swaps_at_least_as_close_as_its_best_frame(faces, tmp_path):
     """A clip of a real photo's person (frontal frames as photographed, turned ones drawn in 3-D): the
-    persona learnt from all its views is as close to her as the one learnt from its best frame alone."""
+    persona learnt from all its views covers more of her face and, through the swap on another person, is
+    as close to her as the one learnt from its best frame alone. The plain mean of the views' texels and
+    shapes missed this by 0.08 of dlib distance (0.46 against 0.38); 0.02 is the yardstick's wobble."""
+    from benchmarks.bench_clip_persona import OPERATOR_YAWS, make_clip, swap_distance
     from filters.face.from_video import learn_from_clip
     from filters.face.likeness import from_photo
-    from filters.face.swap import FaceSwapFilter
 
-    person = ClipMaker(faces["grace_hopper"])
     path = tmp_path / "grace.mp4"
-    turns = [0.0] * 30 + [55.0 * np.sin(2 * np.pi * k / 45) for k in range(45)]  # a tracker sees about +-30
-    write_clip(path, [person.frame(yaw, 0.0, 1.0).image for yaw in turns], 30, voice(2.5))
+    make_clip(faces["grace_hopper"], path)
     clip = learn_from_clip(path)
+    alone = from_photo(clip.photo)
+    assert min(clip.likeness.coverage()) > min(alone.coverage())
     persona = face_descriptor(faces["grace_hopper"])
     maker = ClipMaker(faces["t1_1"])
-    frames = [maker.frame(yaw, 0, 1.0).image for yaw in (0, 0, 0, 0, -10, -15, -25, -30, 0, 10, 15, 25, 30, 0)]
-
-    def median_distance(likeness) -> float:
-        found = []
-        with FaceSwapFilter(clip.photo, likeness=likeness) as swap:
-            for i, frame in enumerate(frames):
-                d = face_descriptor(swap.process(frame, i / 30).image, upsample=0)
-                if i >= 2 and d is not None:
-                    found.append(distance(d, persona))
-        assert len(found) >= 8
-        return float(np.median(found))
-
-    assert median_distance(clip.likeness) <= median_distance(from_photo(clip.photo)) + 0.02
+    frames = [maker.frame(yaw, 0, 1.0).image for yaw in OPERATOR_YAWS]
+    from_clip = swap_distance(clip.photo, clip.likeness, frames, persona)
+    from_best_frame = swap_distance(clip.photo, alone, frames, persona)
+    assert from_clip <= from_best_frame + 0.02, (from_clip, from_best_frame)
 
 
 def test_bad_clips_get_one_line_each(faces, tmp_path):
@@ -113,3 +103,24 @@ def test_a_silent_clip_needs_a_voice_sample(faces, tmp_path):
     photo, voice_path, clip = persona_inputs(argparse.Namespace(video=str(silent), photo=None,
                                                                 voice="given.wav"), tmp_path)
     assert voice_path == "given.wav" and photo.is_file() and clip is not None
+
+
+def test_persona_show_says_a_turning_clip_covers_both_sides(home, turning_clip, tmp_path, capsys):
+    """`persona create --video` on a clip that turns both ways, then `persona show`: the face-mode advice
+    says both sides of the face are seen, with the share of each (the photo alone sees one cheek barely)."""
+    import soundfile as sf
+
+    from tests.stores import cli
+
+    sample = tmp_path / "voice.wav"
+    sf.write(str(sample), voice(4.0), RATE, subtype="PCM_16")
+    evidence = tmp_path / "consent.pdf"
+    evidence.write_bytes(b"%PDF-1.4 signed consent\n")
+    assert cli(["persona", "create", "Aunt May", "--video", str(turning_clip), "--voice", str(sample),
+                "--consent-by", "Ann Example", "--relationship", "niece", "--evidence", str(evidence),
+                "--scope", "call", "--expires", "2999-01-01"]) == 0
+    capsys.readouterr()
+    assert cli(["persona", "show", "Aunt May"]) == 0
+    shown = capsys.readouterr().out
+    line = next(x for x in shown.splitlines() if "sides of the face" in x)
+    assert "both sides of the face are seen (left" in line, shown

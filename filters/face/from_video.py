@@ -3,9 +3,10 @@
 A family may have a phone video where no single photo shows both sides of the face. Frames are looked at
 a few times a second; each with one face gets its 3-D mesh and head pose. Frames are grouped by head turn
 (yaw bins), and from each bin the sharpest, largest, most closed-mouthed one is kept, so the views span
-the turns the clip holds. The likeness (likeness.py) then takes each texel from the view that sees it most
-squarely and averages the neutral 3-D shape over the views; the clip's best frontal frame serves as the
-persona photo when none is given. A clip that cannot serve gets one line saying why.
+the turns the clip holds. The clip's best frontal frame is the base of the texture (and the persona photo
+when none is given); other views give only the texels it sees poorly, each from the view that sees it best
+(view_merge.py); the neutral 3-D shape is averaged over the views (likeness.py). A clip that cannot serve
+gets one line saying why.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 from engine.errors import PersonaError
 from filters.face.animate import mesh_openness
 from filters.face.landmarks import FaceMesher
-from filters.face.likeness import Likeness, View, face_sharpness, find_view, from_views
+from filters.face.likeness import Likeness, View, face_sharpness, find_view
+from filters.face.view_merge import merge_views
 
 MIN_SECONDS = 2.0
 SAMPLE_FPS = 5.0  # frames looked at per second of clip
@@ -66,6 +68,14 @@ def read_frames(path: Path, fps: float = SAMPLE_FPS,
 
 def learn_from_clip(path: str | Path) -> ClipLikeness:
     """The likeness of the one person in the clip, or a PersonaError naming what is wrong with the clip."""
+    views, seconds, has_audio, found = clip_views(path)
+    base = best_view(views)
+    return ClipLikeness(merge_views(views, base), views[base].image, seconds, found, has_audio)
+
+
+def clip_views(path: str | Path) -> tuple[list[View], float, bool, int]:
+    """(the chosen views across head turns, the clip's seconds, whether it has a soundtrack, how many
+    looked-at frames showed a face); a PersonaError naming what is wrong with a clip that cannot serve."""
     path = Path(path)
     if not path.is_file():
         raise PersonaError(f"video not found: {path}")
@@ -84,10 +94,13 @@ def learn_from_clip(path: str | Path) -> ClipLikeness:
     if not views:
         raise PersonaError(f"no face found in the clip {path.name}: give a clip where the person's face is "
                            "clearly visible, at least 100 px wide")
-    chosen = choose_views(views)
-    likeness = from_views(chosen)
-    best = max(chosen, key=lambda v: _score(v) * np.cos(np.radians(v.pose.angles()[0])) ** 4)
-    return ClipLikeness(likeness, best.image, seconds, len(views), has_audio)
+    return choose_views(views), seconds, has_audio, len(views)
+
+
+def best_view(views: list[View]) -> int:
+    """Index of the best frontal view (large, sharp, mouth closed, facing the camera): the persona photo
+    and the base of the texture."""
+    return int(np.argmax([_score(v) * np.cos(np.radians(v.pose.angles()[0])) ** 4 for v in views]))
 
 
 def choose_views(views: list[View], max_views: int = MAX_VIEWS) -> list[View]:

@@ -1,0 +1,105 @@
+"""A persona texture from several views of a clip: each texel from the one view that sees it best.
+
+Averaging texels across views (atlas.merge) softens the texture: every view is resampled differently, small
+misalignments between views smear fine detail, and a mean of a sharp and a soft texel is soft. Here the
+clip's best frontal frame is the base, unwrapped exactly as a persona made from that frame alone would be
+(its far side mirror-filled), and another view replaces a texel only where it sees that texel clearly more
+squarely than the base does (the far cheek, the side of the nose), after its colours are matched to the
+base's where both see the face well (exposure and white balance drift during a clip). The choice is a
+per-texel winner with a narrow feather at the borders between views, so one view's detail is kept whole;
+a softer view (motion blur, focus) claims texels less.
+The neutral 3-D shape is averaged over the views (likeness.from_views) only where the base sees the face
+poorly: the mesher's depth on a turned face is less sure, and measured through the swap (dlib distance,
+benchmarks/bench_clip_persona.py) the plain average of the views' shapes cost 0.05 against the best frame's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from filters.face.atlas import ATLAS_PX, MIRROR_SHARE, SHARPNESS, FaceAtlas, merge, view
+from filters.face.color import transfer_color
+from filters.face.face3d import point_facing, symmetrised
+from filters.face.likeness import Likeness, View, face_sharpness, from_views
+
+BASE_FAVOUR = 8.0  # another view must see a texel this much better (facing ** SHARPNESS) to replace the base's
+FEATHER = 0.012  # face widths of feather at the border between views: no seam, little softening
+MATCH_SEEN = 0.6 ** SHARPNESS  # texels both views see at least this squarely set the colour match
+MIN_MATCH_TEXELS = 400
+SHARP_POWER = 4.0  # a softer view's claim is scaled by (its sharpness / the base's) ** this
+SHAPE_SEEN = 0.3  # a point the base sees at least this squarely (cosine) keeps the base's own 3-D shape
+
+
+def merge_views(views: list[View], base: int, px: int = ATLAS_PX) -> Likeness:
+    """The likeness of several views of one person, `views[base]` (the best frontal frame) as the base."""
+    likeness = from_views(views, px)  # the neutral shape averaged over the views, yaws, face size
+    own = symmetrised(views[base].pose.undo(views[base].mesh), point_facing(views[base].mesh))
+    # Where the base sees a point squarely its own shape stands; where it sees it poorly, the views' average.
+    trust = np.clip(point_facing(views[base].mesh) / SHAPE_SEEN, 0.0, 1.0)[:, None]
+    shape = own * trust + likeness.shape * (1.0 - trust)
+    return dataclasses.replace(likeness, atlas=best_view_atlas(views, base, px), shape=shape)
+
+
+def best_view_atlas(views: list[View], base: int, px: int = ATLAS_PX) -> FaceAtlas:
+    """The base view's own atlas, with texels it sees poorly taken from the view that sees them best."""
+    atlases = [view(v.image, v.mesh, px) for v in views]
+    own = atlases[base]
+    texture = merge([own]).texture.astype(np.float32)  # exactly the single-frame persona's texture
+    if len(views) == 1:
+        return merge([own])
+    sharp = np.array([face_sharpness(v) for v in views])
+    base_sharp = max(float(sharp[base]), 1e-6)
+    # Claims: the base (seen directly, favoured; or its mirror image, as its own atlas already blends),
+    # then every other view directly and mirrored, each scaled by how sharp that view is.
+    claims = [np.maximum(own.weight * BASE_FAVOUR, own.weight[:, ::-1] * MIRROR_SHARE)]
+    sources: list[np.ndarray | None] = [None]
+    valid: list[np.ndarray | None] = [None]
+    for k, a in enumerate(atlases):
+        if k == base:
+            continue
+        soft = min(1.0, float(sharp[k]) / base_sharp) ** SHARP_POWER
+        matched = _match_colours(a, own).astype(np.float32)
+        claims += [a.weight * soft, a.weight[:, ::-1] * MIRROR_SHARE * soft]
+        sources += [matched, matched[:, ::-1]]
+        drawn = _drawn(a)
+        valid += [drawn, drawn[:, ::-1]]
+    stack = np.stack(claims)
+    winner = np.argmax(stack, axis=0)
+    sigma = max(FEATHER * px, 0.5)
+    shares = []
+    for k, claim in enumerate(claims):
+        # A view gives only texels it actually saw: its share is feathered, then cut where it saw nothing.
+        share = _blur((winner == k).astype(np.float32), sigma)
+        if k > 0:
+            share *= (claim > 1e-6) & valid[k]
+        shares.append(share)
+    total = np.maximum(np.sum(shares, axis=0), 1e-6)
+    out = texture * (shares[0] / total)[..., None]
+    for share, source in zip(shares[1:], sources[1:]):
+        out += source * (share / total)[..., None]
+    seen = np.max([a.weight for a in atlases], axis=0)
+    return FaceAtlas(np.clip(out + 0.5, 0, 255).astype(np.uint8), seen, own.points)
+
+
+def _match_colours(other: FaceAtlas, base: FaceAtlas) -> np.ndarray:
+    """`other`'s texture with its Lab mean and spread matched to the base's where both see the face well."""
+    both = ((other.weight >= MATCH_SEEN) & (base.weight >= MATCH_SEEN)).astype(np.uint8)
+    if int(both.sum()) < MIN_MATCH_TEXELS:
+        both = ((other.weight > 0.05) & (base.weight > 0.05)).astype(np.uint8)
+    if int(both.sum()) < MIN_MATCH_TEXELS:
+        return other.texture
+    return transfer_color(other.texture, base.texture, both)
+
+
+def _drawn(atlas: FaceAtlas) -> np.ndarray:
+    """Texels the view's warp drew (its weight map is blurred past them, where its texture is black)."""
+    drawn = atlas.texture.any(axis=2).astype(np.uint8)
+    return cv2.erode(drawn, np.ones((3, 3), np.uint8)) > 0
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    k = int(2 * round(2.5 * sigma) + 1)
+    return cv2.GaussianBlur(image, (k, k), sigma)
