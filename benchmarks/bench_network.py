@@ -44,6 +44,14 @@ an 800 kbit/s bottleneck each way with a 200 ms drop-tail queue. The call sends 
   back to match, leaves the picture 70-95 ms behind. Holding the voice back from the page (the audio
   receiver's jitterBufferTarget, steered by this lag) was tried: +1 and +8 ms in 20 s runs, but under load
   both delays climbed to 600-800 ms and the skew swung -380..+256 ms, so it was withdrawn.
+- Chromium's sync is in force (the answer has both tracks in one msid stream with one CNAME, and aiortc's
+  sender reports map both clocks to the moment each packet leaves; estimatedPlayoutTimestamp exists only
+  where the sync runs); its estimate of the picture's delay is what falls short. So the relay holds the
+  voice back itself (calls/network.py: VoiceHold, applied in PersonaAudioTrack): the page reports the lag
+  it sees once a second, the hold follows its median within 0-150 ms in 20 ms steps, changed only in
+  pauses. The browser cannot see that hold (the sender reports map the voice to when it leaves), so its
+  sync does not fight it, and the lag it reports does not depend on it; the skew figure subtracts the
+  hold of each sample's moment (`voice_hold_ms`). `--no-hold` keeps it at 0, for comparison.
 
 Run: `python -m benchmarks.bench_network --keep-crop --runs=3` (the figures in the README).
 """

@@ -490,6 +490,7 @@ class CallServer:
         if free_seat:
             self.state.seat.clear()
         pc, self.state.peer = self.state.peer, None
+        self.state.voice_hold = None
         for task in self.state.peer_tasks:
             task.cancel()
         self.state.peer_tasks.clear()
