@@ -11,7 +11,8 @@ to benchmarks/results/voice_mark.json:
   clip is given with the count;
 - cost of marking one 10 ms block at 48 kHz, and of checking one 3 s window;
 - signal-to-mark ratio over the blocks where someone speaks;
-- word error rate of pocketsphinx's own English model on the festival voices, unmarked and marked.
+- word error rate of pocketsphinx's own English model on the festival voices, unmarked, marked and with a
+  slight extra noise (control), paired per sentence over several room-noise draws, with standard errors.
 
 Speech: Debian festival's voices of real speakers (kal, ked: diphone recordings; slt: a model of a real
 speaker) when installed, plus espeak-ng voices; a faint room-noise floor (-60 dBFS) is added before
@@ -177,30 +178,60 @@ def cost(speech: np.ndarray, rounds: int = 5, per_round: int = 400) -> dict:
             "detect_ms_per_3s_window": round((time.perf_counter() - start) / 10 * 1e3, 1)}
 
 
-def word_error_rates(voices: dict) -> dict:
-    """pocketsphinx on each festival reading (25 sentences), unmarked against marked. The recogniser flips
-    words on any small change, so a control is measured too: the same speech with a second, independent
-    -60 dBFS room noise added (a change as slight as the mark's in the pauses)."""
-    per, words = {}, 0
-    for name, (x, reading) in voices.items():
+def _errors(reading: rv.Reading, samples48: np.ndarray) -> np.ndarray:
+    """Word errors per sentence of `reading` in `samples48` (48 kHz, time-aligned with the reading)."""
+    x = resample(samples48, RATE, rv.RATE)[: len(reading.samples)]
+    return np.array([rv.edit_distance(rv.words(text), rv.words(rv.recognise(piece)))
+                     for text, piece in zip(reading.texts, reading.pieces(x))])
+
+
+def word_error_rates(voices: dict, seeds: int = 3) -> dict:
+    """pocketsphinx on each festival reading (23 sentences), unmarked against marked, paired.
+
+    The recogniser flips words on any small change, so one reading says little: each reading is recorded
+    `seeds` times with a different draw of the -60 dBFS room noise (each an equally good unmarked
+    recording), and each draw is decoded unmarked, marked, and with a second independent -60 dBFS noise
+    added (the control: a change as slight as the mark's). Differences are paired per sentence and draw;
+    `*_se` is their standard error, so a difference well inside two of them is no difference."""
+    errors: dict[str, dict[str, list]] = {}
+    words = 0
+    per: dict = {}
+    noise = 10 ** (ROOM_NOISE_DBFS / 20)
+    for name, (_, reading) in voices.items():
         if reading is None:
             continue
-        noise = 10 ** (ROOM_NOISE_DBFS / 20) * np.random.default_rng(99).standard_normal(len(x))
-        n = len(reading.samples)
-        versions = {"unmarked": x, "control_other_noise": (x + noise).astype(np.float32),
-                    "marked": mark_track(x, PERSONA, CALL, RATE)}
-        per[name] = {k: round(rv.word_error_rate(reading, resample(v, RATE, rv.RATE)[:n]), 4)
-                     for k, v in versions.items()}
-        words += sum(len(rv.words(t)) for t in reading.texts)
+        clean = _level(resample(reading.samples, rv.RATE, RATE))
+        n_words = np.array([len(rv.words(t)) for t in reading.texts])
+        mine: dict[str, list] = {"unmarked": [], "control_other_noise": [], "marked": []}
+        for seed in range(seeds):
+            rng = np.random.default_rng(100 + seed)
+            x = (clean + noise * rng.standard_normal(len(clean))).astype(np.float32)
+            mine["unmarked"].append(_errors(reading, x))
+            mine["control_other_noise"].append(_errors(reading, x + (noise * rng.standard_normal(len(x))).astype(np.float32)))
+            mine["marked"].append(_errors(reading, mark_track(x, PERSONA, CALL, RATE)))
+        per[name] = {k: round(float(np.sum(v)) / (seeds * n_words.sum()), 4) for k, v in mine.items()}
+        per[name]["unmarked_per_draw"] = [round(float(e.sum() / n_words.sum()), 4) for e in mine["unmarked"]]
+        for k, v in mine.items():
+            errors.setdefault(k, []).extend(v)
+        words += int(n_words.sum())
     if not per:
         return {"skipped": "festival is not installed"}
-    mean = {k: round(float(np.mean([v[k] for v in per.values()])), 4) for k in next(iter(per.values()))}
-    return {"per_voice": per, "mean": mean, "words_per_condition": words,
-            "marked_minus_unmarked": round(mean["marked"] - mean["unmarked"], 4),
-            "control_minus_unmarked": round(mean["control_other_noise"] - mean["unmarked"], 4)}
+    total = {k: np.concatenate(v) for k, v in errors.items()}  # errors per sentence and draw
+    decoded = words * seeds
+
+    def paired(k: str) -> tuple[float, float]:
+        d = total[k] - total["unmarked"]
+        return round(float(d.sum()) / decoded, 4), round(float(np.std(d, ddof=1) * np.sqrt(len(d))) / decoded, 4)
+
+    marked, marked_se = paired("marked")
+    control, control_se = paired("control_other_noise")
+    return {"per_voice": per, "mean": {k: round(float(v.sum()) / decoded, 4) for k, v in total.items()},
+            "noise_draws": seeds, "words_per_draw": words, "words_per_condition": decoded,
+            "marked_minus_unmarked": marked, "marked_minus_unmarked_se": marked_se,
+            "control_minus_unmarked": control, "control_minus_unmarked_se": control_se}
 
 
-def run(windows_per_voice: int = 20, fp_clips: int = 1000, seed: int = 0) -> dict:
+def run(windows_per_voice: int = 20, fp_clips: int = 1000, seed: int = 0, wer_draws: int = 3) -> dict:
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     cache = Path(tempfile.gettempdir()) / "evercall-bench-voices"
@@ -219,7 +250,7 @@ def run(windows_per_voice: int = 20, fp_clips: int = 1000, seed: int = 0) -> dic
                                           for k, (x, _) in voices.items()},
     }
     report.update(cost(speech))
-    report["word_error_rate"] = word_error_rates(voices)
+    report["word_error_rate"] = word_error_rates(voices, wer_draws)
     print(json.dumps(report, indent=1), flush=True)
     report["found_share_3s"] = found_shares(voices, windows_per_voice, rng)
     report["false_finds"] = false_finds(voices, fp_clips, rng)
@@ -231,9 +262,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=20, help="3 s windows per speaker and transform")
     parser.add_argument("--fp-clips", type=int, default=1000, help="unmarked 3 s clips to scan")
+    parser.add_argument("--wer-draws", type=int, default=3, help="room-noise draws each reading is decoded on")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    report = run(args.windows, args.fp_clips)
+    report = run(args.windows, args.fp_clips, wer_draws=args.wer_draws)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -13,10 +13,13 @@ Scheme (why each part):
   sets it a ratio below the block's level (the signal-to-mark ratio): SMR_DB under a tonal (voiced) block,
   NOISY_SMR_DB under a noise-like one (fricatives, breath, room noise), since noise masks noise far better
   than a tone does. The mark sits under the voice where the voice masks it, and codecs, which spend their
-  bits where the voice is, keep it. In digital silence it drops to a faint flat floor (-66 dBFS), so it
-  runs continuously. It needs no look-ahead, so it adds no delay.
+  bits where the voice is, keep it. In a pause it sits under the room's noise like under a fricative
+  (a flat -66 dBFS floor there raised a quiet room's in-band noise by 3 dB, as much as adding a second
+  room's noise); in digital silence it drops to a faint flat floor (-76 dBFS), so it runs continuously. It needs no look-ahead, so it adds no delay.
 - Detection resamples to 16 kHz and whitens with the received sound's own LPC, which undoes the shaping
-  (the mark is white again) and turns the voice into a small white residual; each 10 ms is normalised
+  (the mark is white again) and turns the voice into a small white residual, then takes away what repeats
+  from the last pitch period (a voiced residual mostly does; the mark does not): after a 24 kbit/s SILK
+  codec that recovers windows a plain LPC residual loses. Each 10 ms is normalised
   (gain changes do not matter), clipped (pitch pulses do not dominate) and weighted by the mark strength
   the embedder gave a block of its kind. Folding the clip onto the template period and one FFT
   correlation with the pilot give the phase at 48 kHz precision; data segments are then read at the best
@@ -56,11 +59,12 @@ BAND_HZ = (150.0, 7000.0)
 SMR_DB = 20.0  # voice level over mark level in a tonal (voiced) 10 ms block
 NOISY_SMR_DB = 12.0  # ... and in a noise-like one (fricatives, breath, room noise), which masks noise far better
 FLATNESS = (0.03, 0.25)  # spectral flatness from which a block counts as partly, and as fully, noise-like
-FLOOR_RMS = 10 ** (-66 / 20)  # the mark's level in silence (-66 dBFS)
+FLOOR_RMS = 10 ** (-76 / 20)  # the mark's level in digital silence (-76 dBFS), under any room's noise
 LPC_ORDER = 16
 WINDOW_S = 3.0  # detection window
 SYNC_TRIES = 3  # phases decoded per window
 CLIP = 2.5  # normalised residual clipped here
+PITCH_LAGS = (40, 320)  # samples at 16 kHz the detector's pitch predictor looks back: 2.5-20 ms (400-50 Hz)
 
 
 @dataclass(frozen=True)
@@ -229,8 +233,32 @@ class VoiceMarkEmbedder:
     __call__ = process
 
 
+def _pitch_removed(e: np.ndarray) -> np.ndarray:
+    """LPC residual blocks (blocks, hop) less a one-tap long-term (pitch) prediction from the residual before.
+
+    A voiced block's residual is mostly a repeat of the last pitch period, which the mark is not: taking the
+    best-fitting earlier period away (lag 2.5-20 ms, gain 0-1) leaves the mark and removes much of the voice
+    that hides it. The lag and gain come from the received sound alone."""
+    blocks, hop = e.shape
+    lo, hi = PITCH_LAGS
+    flat = np.concatenate([np.zeros(hi), e.reshape(-1)])
+    past = sliding_window_view(flat, hi + hop)[::hop][:blocks]  # block b: hi samples before it, then itself
+    n = 1 << (hi + 2 * hop - 1).bit_length()
+    # corr[b, j] = sum_h e[b, h] * past[b, j + h]; lag T = hi - j
+    corr = np.fft.irfft(np.fft.rfft(past, n, axis=1) * np.conj(np.fft.rfft(e, n, axis=1)), n, axis=1)[:, : hi + 1]
+    sq = np.concatenate([np.zeros((blocks, 1)), np.cumsum(past**2, axis=1)], axis=1)
+    energy = sq[:, hop:hop + hi + 1] - sq[:, : hi + 1] + 1e-20  # energy of past[b, j:j+hop]
+    js = np.arange(hi - lo + 1)  # lags hi down to lo
+    explained = np.where(corr[:, js] > 0, corr[:, js] ** 2 / energy[:, js], 0.0)
+    best = js[np.argmax(explained, axis=1)]
+    rows = np.arange(blocks)
+    gain = np.clip(corr[rows, best] / energy[rows, best], 0.0, 1.0)
+    previous = past[rows[:, None], best[:, None] + np.arange(hop)[None, :]]
+    return e - gain[:, None] * previous
+
+
 def _whitened(x: np.ndarray) -> np.ndarray:
-    """LPC residual per 10 ms (from a 20 ms window), normalised per 10 ms, clipped and weighted."""
+    """LPC and pitch residual per 10 ms (LPC from a 20 ms window), normalised per 10 ms, clipped and weighted."""
     hop = DETECT_RATE // 100
     blocks = len(x) // hop
     x = x[: blocks * hop].astype(np.float64)
@@ -240,7 +268,7 @@ def _whitened(x: np.ndarray) -> np.ndarray:
     frames = sliding_window_view(padded, 2 * hop)[::hop][:blocks]
     a, flatness = _lpc(frames * _hann(2 * hop), _LAG_WINDOW, _band_bins(2 * hop, DETECT_RATE))  # (blocks, order+1)
     lagged = sliding_window_view(np.concatenate([np.zeros(LPC_ORDER), x]), LPC_ORDER + 1)[:, ::-1]
-    e = np.einsum("bhk,bk->bh", lagged.reshape(blocks, hop, LPC_ORDER + 1), a)
+    e = _pitch_removed(np.einsum("bhk,bk->bh", lagged.reshape(blocks, hop, LPC_ORDER + 1), a))
     rms = np.sqrt(np.mean(e**2, axis=1, keepdims=True))
     floor = max(float(np.median(rms)) * 1e-3, 1e-9)
     # Weight each block by the mark-to-voice ratio the embedder gave it (noise-like blocks carry more).
