@@ -63,6 +63,12 @@ TEST = (
     "The soft cushion broke the man's fall.",
     "The salt breeze came across from the sea.",
     "The girl at the booth sold fifty bonds.",
+    # Five more (Harvard list 3): 41 words a pair left one pair's WER good to only about +-0.07.
+    "Two blue fish swam in the tank.",
+    "Her purse was full of useless trash.",
+    "The colt reared and threw the tall rider.",
+    "It snowed, rained, and hailed the same morning.",
+    "Read verse out loud for pleasure.",
 )
 REFERENCE = (
     "The small pup gnawed a hole in the sock.",
