@@ -3,10 +3,11 @@
 Averaging texels across views (atlas.merge) softens the texture: every view is resampled differently, small
 misalignments between views smear fine detail, and a mean of a sharp and a soft texel is soft. Here the
 clip's best frontal frame is the base, unwrapped exactly as a persona made from that frame alone would be
-(its far side mirror-filled), and another view replaces a texel only where it sees that texel clearly more
-squarely than the base does (the far cheek, the side of the nose), after its colours are matched to the
-base's where both see the face well (exposure and white balance drift during a clip). The choice is a
-per-texel winner with a narrow feather at the borders between views, so one view's detail is kept whole;
+(its far side mirror-filled), and another view takes over a texel where it sees that texel more squarely
+than the base does (the far cheek, the side of the nose; the base is favoured), after its colours are
+matched to the base's where both see the face well (exposure and white balance drift during a clip). The
+choice is a soft per-texel winner (weights are each view's claim against the strongest, to a high power)
+with a narrow feather, so where one view clearly sees best its detail is kept whole, not averaged;
 a softer view (motion blur, focus) claims texels less.
 The neutral 3-D shape is averaged over the views (likeness.from_views) only where the base sees the face
 poorly: the mesher's depth on a turned face is less sure, and measured through the swap (dlib distance,
@@ -25,10 +26,11 @@ from filters.face.color import transfer_color
 from filters.face.face3d import point_facing, symmetrised
 from filters.face.likeness import Likeness, View, face_sharpness, from_views
 
-BASE_FAVOUR = 8.0  # another view must see a texel this much better (facing ** SHARPNESS) to replace the base's
+BASE_FAVOUR = 2.0  # the base's claim counts double: another view outweighs it from about 1.2x the base's cosine
 FEATHER = 0.012  # face widths of feather at the border between views: no seam, little softening
 MATCH_SEEN = 0.6 ** SHARPNESS  # texels both views see at least this squarely set the colour match
 MIN_MATCH_TEXELS = 400
+WINNER_POWER = 8.0  # claims (facing ** SHARPNESS) against the strongest, to this power: a soft per-texel winner
 SHARP_POWER = 4.0  # a softer view's claim is scaled by (its sharpness / the base's) ** this
 SHAPE_SEEN = 0.3  # a point the base sees at least this squarely (cosine) keeps the base's own 3-D shape
 
@@ -66,16 +68,16 @@ def best_view_atlas(views: list[View], base: int, px: int = ATLAS_PX) -> FaceAtl
         sources += [matched, matched[:, ::-1]]
         drawn = _drawn(a)
         valid += [drawn, drawn[:, ::-1]]
+    # Each texel's weights: every claim against the strongest claim there, to a high power (a view that sees
+    # it 10 % less squarely gets about 3 % of it), a narrow feather, and only where that view drew the face.
     stack = np.stack(claims)
-    winner = np.argmax(stack, axis=0)
+    strongest = np.maximum(stack.max(axis=0), 1e-12)
     sigma = max(FEATHER * px, 0.5)
     shares = []
     for k, claim in enumerate(claims):
-        # A view gives only texels it actually saw: its share is feathered, then cut where it saw nothing.
-        share = _blur((winner == k).astype(np.float32), sigma)
-        if k > 0:
-            share *= (claim > 1e-6) & valid[k]
-        shares.append(share)
+        share = _blur(((claim / strongest) ** WINNER_POWER).astype(np.float32), sigma)
+        # The base keeps a sliver everywhere: texels no view saw stay its own (mirror- and edge-filled) ones.
+        shares.append(np.maximum(share, 1e-4) if k == 0 else share * valid[k])
     total = np.maximum(np.sum(shares, axis=0), 1e-6)
     out = texture * (shares[0] / total)[..., None]
     for share, source in zip(shares[1:], sources[1:]):
