@@ -58,12 +58,15 @@ def test_mark_is_quiet_under_the_voice_and_adds_no_delay(speech: np.ndarray, mar
     assert np.corrcoef(speech, marked)[0, 1] > 0.99
 
 
-@pytest.mark.parametrize("transform", ["opus_lowdelay_10ms_24k", "opus_audio_20ms_24k", "resample_16k", "mp3_64k"])
+@pytest.mark.parametrize("transform", ["opus_lowdelay_10ms_24k", "opus_audio_20ms_24k", "opus_voip_10ms_24k",
+                                       "resample_16k", "mp3_64k"])
 def test_mark_survives_codecs_and_resampling_from_any_start(marked: np.ndarray, transform: str) -> None:
     # Start mid-template, at a sample no block or segment boundary lines up with, 3 dB quieter.
     clip = marked[12_345:] * np.float32(10 ** (-3 / 20))
     if transform == "opus_lowdelay_10ms_24k":
         out, rate = opus(clip, 24000, 10, "lowdelay"), RATE
+    elif transform == "opus_voip_10ms_24k":  # SILK, the hardest: a messenger forwarding a recording
+        out, rate = opus(clip, 24000, 10, "voip"), RATE
     elif transform == "opus_audio_20ms_24k":
         out, rate = opus(clip, 24000, 20, "audio"), RATE
     elif transform == "resample_16k":
