@@ -53,7 +53,9 @@ an 800 kbit/s bottleneck each way with a 200 ms drop-tail queue. The call sends 
   sync does not fight it, and the lag it reports does not depend on it; the skew figure subtracts the
   hold of each sample's moment (`voice_hold_ms`). `--no-hold` keeps it at 0, for comparison.
 
-Run: `python -m benchmarks.bench_network --keep-crop --runs=3` (the figures in the README).
+Run: `python -m benchmarks.bench_network --keep-crop --runs=3` (the figures in the README);
+`--alternate=3` instead: three pairs of impaired runs, with and without the voice hold
+(results/network_alternate.json).
 """
 
 from __future__ import annotations
@@ -583,6 +585,33 @@ async def main(out: Path) -> dict:
     return results
 
 
+async def alternate(pairs: int, out: Path) -> list[dict]:
+    """`pairs` impaired runs with the voice hold, each followed by one without: the two under the same load
+    (others' work on the same cores moves both figures more than anything else)."""
+    import os
+
+    from calls.demo import demo_assets
+
+    home = Path(os.environ.get("EVERCALL_HOME") or tempfile.mkdtemp(prefix="evercall-bench-"))
+    os.environ["EVERCALL_HOME"] = str(home)
+    photo = cv2.imread(str(demo_assets(home / "demo").operator_photo))
+    runs = []
+    for _ in range(pairs):
+        for hold in (True, False):
+            run = compact(await measure(photo, PROFILES["home"], hold=hold))
+            run["voice_hold"] = hold
+            runs.append(run)
+            print(json.dumps(run), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"profile": PROFILES["home"], "measure_s": MEASURE_S, "skew_method": SKEW_METHOD,
+                               "runs": runs}, indent=2))
+    return runs
+
+
 if __name__ == "__main__":
     paths = [a for a in sys.argv[1:] if not a.startswith("--")]
-    asyncio.run(main(Path(paths[0]) if paths else OUT))
+    pairs = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--alternate=")), 0)
+    if pairs:  # `--alternate=N`: N pairs of impaired runs, with and without the voice hold
+        asyncio.run(alternate(pairs, Path(paths[0]) if paths else OUT.with_name("network_alternate.json")))
+    else:
+        asyncio.run(main(Path(paths[0]) if paths else OUT))
