@@ -53,8 +53,9 @@ def test_a_clip_that_turns_covers_both_sides_of_the_face(faces, turning_clip):
 def test_a_clip_persona_swaps_at_least_as_close_as_its_best_frame(faces, tmp_path):
     """A clip of a real photo's person (frontal frames as photographed, turned ones drawn in 3-D): the
     persona learnt from all its views covers more of her face and, through the swap on another person, is
-    as close to her as the one learnt from its best frame alone. The plain mean of the views' texels and
-    shapes missed this by 0.08 of dlib distance (0.46 against 0.38); 0.02 is the yardstick's wobble."""
+    as close to her as the one learnt from its best frame alone (measured: 0.377 against 0.389). The plain
+    mean of the views' texels and shapes missed this by 0.05-0.08 of dlib distance; 0.01 allows for the
+    yardstick's wobble between versions of the swap."""
     from benchmarks.bench_clip_persona import OPERATOR_YAWS, make_clip, swap_distance
     from filters.face.from_video import learn_from_clip
     from filters.face.likeness import from_photo
@@ -69,7 +70,7 @@ def test_a_clip_persona_swaps_at_least_as_close_as_its_best_frame(faces, tmp_pat
     frames = [maker.frame(yaw, 0, 1.0).image for yaw in OPERATOR_YAWS]
     from_clip = swap_distance(clip.photo, clip.likeness, frames, persona)
     from_best_frame = swap_distance(clip.photo, alone, frames, persona)
-    assert from_clip <= from_best_frame + 0.02, (from_clip, from_best_frame)
+    assert from_clip <= from_best_frame + 0.01, (from_clip, from_best_frame)
 
 
 def test_bad_clips_get_one_line_each(faces, tmp_path):
