@@ -41,6 +41,15 @@ def _affines(dst_pts: np.ndarray, src_pts: np.ndarray, triangles: np.ndarray) ->
     return mats, ok
 
 
+def _fill_ids(ids: np.ndarray, local: np.ndarray, triangles: np.ndarray, ok: np.ndarray) -> None:
+    """Rasterise each `ok` triangle's index into `ids`, later ones over earlier (`local`: points in 4-bit
+    fixed point). The corners are gathered once for all triangles: per-call indexing in the loop cost as
+    much as the filling itself (hundreds of triangles a frame)."""
+    idx = np.flatnonzero(ok)
+    for t, poly in zip(idx.tolist(), local[triangles[idx]]):
+        cv2.fillConvexPoly(ids, poly, t, cv2.LINE_8, 4)
+
+
 def warp_face(
     src_image: np.ndarray,
     src_pts: np.ndarray,
@@ -66,8 +75,7 @@ def warp_face(
     n = len(triangles)
     ids = np.full((y1 - y0, x1 - x0), n, dtype=np.int32)
     local = np.round((dst_pts - (x0, y0)) * 16).astype(np.int32)  # 4 fractional bits for fillConvexPoly
-    for t in np.flatnonzero(ok):
-        cv2.fillConvexPoly(ids, local[triangles[t]], int(t), lineType=cv2.LINE_8, shift=4)
+    _fill_ids(ids, local, triangles, ok)
 
     # One lookup of each pixel's affine (a table with a last row that sends uncovered pixels off the
     # source), then two multiply-adds over the box: no per-pixel gather of 3x2 matrices.
@@ -119,8 +127,7 @@ def warp_dense(
     ids = np.full((gh + 2, gw + 2), n, dtype=np.int32)
     half = (step - 1) / 2.0  # grid sample i stands for the full-resolution pixel step * (i - 1) + half
     local = np.round(((np.asarray(dst_pts, np.float64) - half) / step + 1) * 16).astype(np.int32)
-    for t in np.flatnonzero(ok):
-        cv2.fillConvexPoly(ids, local[triangles[t]], int(t), lineType=cv2.LINE_8, shift=4)
+    _fill_ids(ids, local, triangles, ok)
     c = coef[ids]  # (gh + 2, gw + 2, 6): src x = x * c0 + y * c2 + c4, src y = x * c1 + y * c3 + c5
     gx = (np.arange(-1, gw + 1, dtype=np.float32) * step + half)[None, :]
     gy = (np.arange(-1, gh + 1, dtype=np.float32) * step + half)[:, None]
