@@ -171,26 +171,6 @@ def test_persona_frames_bring_a_same_gender_voice_closer(speech, other_male, enc
     assert matched >= cosine(embed(encoder, operator), persona_ref) + 0.06
 
 
-def test_converted_voice_moves_its_envelope_as_much_as_the_persona(speech, female_profile):
-    """How far the envelope swings from sound to sound (per mel-cepstral coefficient, over voiced frames) is
-    part of a voice: the converted voice's swings are the persona's, not the operator's, while each
-    trajectory (the phones) is kept. Judged as the mean |log ratio| of the spreads to the persona's own,
-    measured on held-out sentences; averages alone (no per-frame mapping) leave the operator's spreads."""
-
-    def spreads(x: np.ndarray) -> np.ndarray:
-        return VoiceProfile.fit(x).frames.astype(np.float64).std(axis=0)[:24]
-
-    persona = spreads(speech["female_reference"])
-    operator = speech["male_operator"]
-    mapped = WorldVoiceConverter(female_profile).convert_whole(operator)
-    averages = WorldVoiceConverter(female_profile, knn=False).convert_whole(operator)
-    off = {name: float(np.mean(np.abs(np.log(spreads(x) / persona))))
-           for name, x in (("operator", operator), ("mapped", mapped), ("averages", averages))}
-    # Measured: operator 0.33, averages only 0.29, mapped 0.08.
-    assert off["mapped"] < 0.75 * off["averages"], off
-    assert off["mapped"] < 0.75 * off["operator"], off
-
-
 def test_profile_from_a_noisy_phone_recording(speech, female_profile, encoder):
     """A voicemail-quality persona sample (room noise, 2 s of it either side, telephone band): the
     missing top end is detected and not learned, so the result stays near what a clean sample gives.

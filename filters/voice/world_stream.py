@@ -8,19 +8,14 @@ sounds like whole-file synthesis (restarting `pyworld.synthesize` per chunk was 
 similarity). The delay is constant: hop buffering plus lookahead, minus one sample.
 
 Mapping, per frame: operator log-F0 -> persona mean and spread (operator statistics estimated online);
-envelope frequency-warped by a vocal-tract factor (the whole warp, up or down), equalised
+envelope frequency-warped by a vocal-tract factor (a raising warp only in part, RAISE_SHARE), equalised
 toward the persona's average envelope and kept at the frame's original power, so the operator's loudness
-and dynamics pass through. Each voiced frame's mel-cepstrum is then mapped per coefficient from the
-operator's running mean and spread onto the persona's (speaker normalisation: an affine map per dimension
-keeps every phone's trajectory, only rescaled to the persona's range of movement), and the fine envelope
-shape (mel-cepstra from KNN_FROM up) moves most of the way to that of its nearest persona frames stored in
-the profile (kNN-VC's idea on mel-cepstra), found between normalised shapes; the coarse shape, the formant
-pattern that makes the phone, stays the operator's. The words come from the operator; pitch, vocal-tract
-length, average colour, range of spectral movement and fine timbre move. On real speakers (festival's
-kal, ked and slt, `python -m benchmarks.bench_voice --real`) replacing whole frames had added 0.27 to the
-word error rate (median of six pairs, tuning sentences); see the README. With frames no longer replaced,
-the whole raising warp (a man toward a woman) keeps the words: it was applied at 0.6 of its size while
-frame matching still moved the formant pattern.
+and dynamics pass through. Voiced frames then take most of the fine envelope shape (mel-cepstra from
+KNN_FROM up) of their nearest persona frames stored in the profile (kNN-VC's idea on mel-cepstra); the
+coarse shape, the formant pattern that makes the phone, stays the operator's. The words come from the
+operator; pitch, vocal-tract length, average colour and fine timbre move. On real speakers (festival's
+kal, ked and slt, `python -m benchmarks.bench_voice --real`) replacing whole frames and the full raising
+warp had added 0.27 to the word error rate (median of six pairs, tuning sentences); see the README.
 Where the persona sample was band-limited (a phone recording), EQ and matching stop at its band edge.
 
 A voice-activity gate (`gate.py`) scales each frame: room noise and breath come out as silence, and
@@ -61,6 +56,11 @@ WARP_EXPONENT = 0.35  # formant ratio ~ F0 ratio ** this, when the envelopes can
 WARP_SEARCH = np.exp(np.linspace(math.log(0.7), math.log(1.45), 57))
 WARP_TRUST = 1.2  # the envelope-based warp may differ from the F0-based one by at most this factor
 WARP_EVERY_HOPS = 25
+# Warps that raise formants (a man toward a woman) are applied at this share, in log terms: on real
+# speakers (festival's kal and ked toward slt, tuning sentences) the full warp (about 1.19) cost 0.3-0.4
+# in word error rate, 0.6 of it (about 1.11) cost 0.17-0.29 and closed as much of the similarity gap.
+# Warps that lower them (toward a man) kept every word and are applied whole.
+RAISE_SHARE = 0.6
 EQ_LIMIT = math.log(10 ** 1.2)  # +-12 dB in natural-log power
 EQ_SMOOTH_BINS = 16  # Hann half-width: about 250 Hz, keeps the EQ from copying single harmonics
 KNN_K = 4  # persona frames averaged per converted frame
@@ -69,8 +69,6 @@ KNN_BLEND = 0.8  # how far a converted frame's shape moves to its neighbours' me
 # speaker's timbre lives. The lower ones (the formant pattern that says which phone it is) stay the
 # operator's, warped: replacing them swapped phones and cost words on real speakers.
 KNN_FROM = 12
-# Mel-cepstral spreads are scaled by at most this factor either way (as pitch spread is, pitch_stats).
-SPREAD_LIMIT = 2.0
 
 
 def as_mono_float(samples: np.ndarray) -> np.ndarray:
@@ -112,35 +110,6 @@ def estimate_warp(operator_env: np.ndarray, persona_env: np.ndarray, top_hz: flo
         residual = residual - smooth_bins(residual, 64)
         scores.append(np.var(residual[band]))
     return float(WARP_SEARCH[int(np.argmin(scores))])
-
-
-class RunningMoments:
-    """Per-dimension mean and spread of feature rows, with forgetting, starting from a prior."""
-
-    def __init__(self, mean: np.ndarray, std: np.ndarray, prior_frames: float, memory_frames: float) -> None:
-        self.decay = math.exp(-1.0 / memory_frames)
-        self.w = prior_frames
-        self.s1 = prior_frames * mean
-        self.s2 = prior_frames * (mean ** 2 + std ** 2)
-
-    def learn(self, rows: np.ndarray) -> None:
-        """Fold in rows (oldest first): each counts 1, earlier ones fade by `decay` per row."""
-        n = len(rows)
-        if n == 0:
-            return
-        weights = self.decay ** np.arange(n - 1, -1, -1)
-        keep = self.decay ** n
-        self.w = self.w * keep + weights.sum()
-        self.s1 = self.s1 * keep + weights @ rows
-        self.s2 = self.s2 * keep + weights @ (rows * rows)
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.s1 / self.w
-
-    @property
-    def std(self) -> np.ndarray:
-        return np.sqrt(np.maximum(self.s2 / self.w - self.mean ** 2, 1e-6))
 
 
 class OperatorStats:
@@ -275,8 +244,8 @@ class WorldVoiceConverter:
     def __init__(self, profile: VoiceProfile, *, hop_ms: float = 20, lookahead_ms: float = 20,
                  seed: int = 0, gate: bool = True, knn: bool = True) -> None:
         """No crossfade: this converter has no chunk seams to fade (see the module note).
-        `gate=False` re-synthesises everything, room noise included; `knn=False` leaves out the per-frame
-        mapping (cepstral spreads and the matching of persona frames; both for comparison)."""
+        `gate=False` re-synthesises everything, room noise included; `knn=False` leaves out the matching
+        of persona frames (both for comparison)."""
         hop = int(round(hop_ms * RATE / 1000))
         if hop <= 0 or hop % FRAME or hop > 8 * FRAME:
             raise ValueError(f"hop_ms must be a multiple of {1000 * FRAME // RATE} ms up to 40 ms, not {hop_ms}")
@@ -306,15 +275,10 @@ class WorldVoiceConverter:
         self._to_cep, self._from_cep = cepstral_maps()
         self._frames = profile.frames.astype(np.float64) if knn and len(profile.frames) >= KNN_K else None
         if self._frames is not None:
-            # The persona's mel-cepstral mean and spread per coefficient, from the stored frames; frames
-            # are searched as z-scores, the same normalisation the operator's frames get.
-            persona_cep = self._to_cep @ hold_above(self._target_env, self._band_top)
-            frame_mean = self._frames.mean(axis=0)
-            self._persona_mean = persona_cep + frame_mean
-            self._persona_std = self._frames.std(axis=0) + 1e-3
-            self._persona_z = (self._frames - frame_mean) / self._persona_std
-            self._z_norms = np.sum(self._persona_z ** 2, axis=1)
-            self._detail = np.arange(1, self._to_cep.shape[0] + 1) >= KNN_FROM
+            self._frame_norms = np.sum(self._frames ** 2, axis=1)
+            self._persona_cep = self._to_cep @ hold_above(self._target_env, self._band_top)
+            detail = (np.arange(1, self._to_cep.shape[0] + 1) >= KNN_FROM).astype(np.float64)
+            self._from_detail = self._from_cep * detail[None, :]
         self.reset()
 
     @property
@@ -336,10 +300,6 @@ class WorldVoiceConverter:
         """Start a new stream: buffers, delay line and synthesis cleared, operator statistics back to the prior."""
         self.operator = OperatorStats()
         self._alpha_env: float | None = None
-        # The converted frames' mel-cepstral moments start at the persona's: no rescaling until the
-        # operator has spoken.
-        self._moments = None if self._frames is None else RunningMoments(
-            self._persona_mean, self._persona_std, _frames(PRIOR_SECONDS), _frames(MEMORY_SECONDS))
         self._reset_stream()
 
     def warm_up(self, samples: np.ndarray) -> None:
@@ -399,6 +359,8 @@ class WorldVoiceConverter:
             trust = op.env_w / (op.env_w + _frames(2.0))
             found = min(max(self._alpha_env, alpha / WARP_TRUST), alpha * WARP_TRUST)
             alpha = math.exp(math.log(alpha) + trust * (math.log(found) - math.log(alpha)))
+        if alpha > 1.0:
+            alpha = math.exp(RAISE_SHARE * math.log(alpha))
         self._alpha = alpha
         if env is None:
             self._eq = np.zeros(BINS)
@@ -407,6 +369,10 @@ class WorldVoiceConverter:
             eq = smooth_bins(self._target_env - warp_envelope(env, alpha), EQ_SMOOTH_BINS)
             self._eq = confidence * np.clip(eq, -EQ_LIMIT, EQ_LIMIT) * self._in_band
         self._f0_ratio = spread_ratio(p.log_f0_std, op.std)
+        # Converted frames are normalised by their own average (what the operator's average becomes),
+        # as the persona frames were by theirs; before any speech, assume the persona's.
+        mean_env = self._target_env if env is None else warp_envelope(env, alpha) + self._eq
+        self._query_mean = self._to_cep @ hold_above(mean_env, self._band_top)
 
     def _convert_hop(self, window: np.ndarray) -> np.ndarray:
         self._hops += 1
@@ -440,25 +406,20 @@ class WorldVoiceConverter:
         new_f0 = np.clip(new_f0, 0.0, 600.0)
         new_sp = warp_envelope(log_sp, self._alpha) + self._eq
         if self._frames is not None and voiced.any():
-            new_sp[voiced] += self._match_frames(new_sp[voiced], np.append(final, False)[voiced])
+            new_sp[voiced] += self._match_frames(new_sp[voiced])
         # Keep each frame's power: the operator's loudness and dynamics pass through unchanged.
         power = np.log(sp.sum(axis=1)) - np.log(np.exp(new_sp).sum(axis=1))
         return self._synth.render(new_f0, new_sp + (power + gain)[:, None], ap)
 
-    def _match_frames(self, log_env: np.ndarray, learn: np.ndarray) -> np.ndarray:
-        """Per voiced frame, the change of log envelope that maps its mel-cepstrum from the converted
-        frames' running mean and spread onto the persona's, coefficient by coefficient, then moves the
-        fine shape (from KNN_FROM up) KNN_BLEND of the way to the mean of its KNN_K nearest persona frames,
-        found between z-scores (each side by its own moments). Frames in `learn` (final, speech) update
-        the moments first. Level (c0) is left alone: the caller restores each frame's power."""
+    def _match_frames(self, log_env: np.ndarray) -> np.ndarray:
+        """Per frame, the change of log envelope that moves its fine shape (mel-cepstra from KNN_FROM up)
+        KNN_BLEND of the way to the mean of its KNN_K nearest persona frames. Neighbours are found between speaker-normalised shapes (each side
+        minus its own average, so the search is not thrown by the average difference the warp and EQ
+        leave); the target is the persona frames as they were, on the persona's own average. Level (c0)
+        is left alone: the caller restores each frame's power."""
         cep = hold_above(log_env, self._band_top) @ self._to_cep.T
-        self._moments.learn(cep[learn])
-        mean, std = self._moments.mean, self._moments.std
-        ratio = np.clip(self._persona_std / std, 1.0 / SPREAD_LIMIT, SPREAD_LIMIT)
-        mapped = self._persona_mean + (cep - mean) * ratio
-        query = (cep - mean) / std
-        distance = self._z_norms[None, :] - 2.0 * query @ self._persona_z.T  # + |query|^2, same per row
+        query = cep - self._query_mean
+        distance = self._frame_norms[None, :] - 2.0 * query @ self._frames.T  # + |query|^2, same per row
         nearest = np.argpartition(distance, KNN_K - 1, axis=1)[:, :KNN_K]
-        neighbours = self._persona_mean + self._persona_std * self._persona_z[nearest].mean(axis=1)
-        target = np.where(self._detail, mapped + KNN_BLEND * (neighbours - mapped), mapped)
-        return ((target - cep) @ self._from_cep.T) * self._in_band
+        target = self._frames[nearest].mean(axis=1) + self._persona_cep
+        return KNN_BLEND * ((target - cep) @ self._from_detail.T) * self._in_band
