@@ -87,6 +87,8 @@ class FaceSwapFilter(ClosesOnExit):
         # The liquify is steered by the outline and the lips only: her face covers the rest of his, so
         # interior points would only add triangles to rasterise (a third of the points, under half the cost).
         self._outline_set = np.union1d(self._oval, liquify_lips())
+        tris = self._canon.triangles
+        self._facing_tris = tris[np.isin(tris, self._outline_set).any(axis=1)]  # all those around its points
         # The liquify moves the jaw and cheeks, not the hairline: moving the forehead drags his hair about.
         # Her shape is taken in full from the brows down and eased to his at the top of the forehead, so her
         # face always reaches his hairline (nothing of his forehead shows above hers).
@@ -186,7 +188,7 @@ class FaceSwapFilter(ClosesOnExit):
         face shows beside hers. Only points the camera sees steer it; a ring of anchors holds the rest.
         Returns the face outline's points (2-D) where the liquify put them."""
         sub = self._outline_set
-        seen = sub[point_facing(operator, sideways=True)[sub] > LIQUIFY_FACING]
+        seen = sub[point_facing(operator, sideways=True, triangles=self._facing_tris)[sub] > LIQUIFY_FACING]
         outline = operator[self._oval, :2].copy()
         centre = outline.mean(axis=0)
         if len(seen) < 8:
@@ -227,13 +229,11 @@ class FaceSwapFilter(ClosesOnExit):
             (x0, y0), (x1, y1) = lo, hi
             crop = image[y0:y1, x0:x1]
             out[y0:y1, x0:x1] = warp_dense(crop, src - lo, dst - lo, tris, crop.shape[:2], LIQUIFY_STEP)
-        row = {int(i): k for k, i in enumerate(seen)}
-        for j, i in enumerate(self._oval):
-            if int(i) in row:
-                outline[j] = dst[row[int(i)]]
-            else:  # the tracker's far outline lies a little outside the silhouette it sees: pull it in
-                outline[j] = centre + HIDDEN_OUTLINE_SHRINK * (outline[j] - centre)
-        return outline
+        # Seen outline points where the liquify put them; the others (the tracker's far outline lies a
+        # little outside the silhouette it sees) pulled in. `seen` is sorted: a search finds each row.
+        pos = np.minimum(np.searchsorted(seen, self._oval), len(seen) - 1)
+        hit = (seen[pos] == self._oval)[:, None]
+        return np.where(hit, dst[pos], centre + HIDDEN_OUTLINE_SHRINK * (outline - centre))
 
     def close(self) -> None:
         self._mesher.close()

@@ -63,7 +63,7 @@ def warp_face(
     region box = (x0, y0, x1, y1); outside the box nothing is touched, which keeps the cost per face.
     """
     h, w = dst_shape
-    used = dst_pts[np.unique(triangles)]
+    used = dst_pts[triangles.ravel()]  # the box of the points in use (np.unique would sort them first)
     x0, y0 = np.floor(used.min(axis=0)).astype(int)
     x1, y1 = np.ceil(used.max(axis=0)).astype(int) + 1
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
