@@ -8,7 +8,8 @@ Similarity is resemblyzer's cosine to the target speaker, judged on sentences th
 The yardstick is the real-speaker section (`python -m benchmarks.bench_voice --real`, festival voices of
 real people, see `benchmarks/real_voices.py`): every ordered pair of speakers, each persona learned from
 its own 20-30 s, the operator reading other sentences through the 48 kHz stream a call uses; per pair the
-share of the speaker-similarity gap closed and the word error rate added (pocketsphinx). It writes
+share of the speaker-similarity gap closed and the word error rate added (pocketsphinx), from a cold start
+and with the operator's statistics fitted first from their own enrolment sentences. It writes
 `benchmarks/results/voice_real.json` and `voice_real.png`. espeak voices are formant synthesis, not
 people: their rows below are kept for the gate, onset and timing figures.
 """
