@@ -56,6 +56,11 @@ function render(f) {
       (num(link.reconnects) ? `, reconnected ${link.reconnects}x` : "") + (link.weak ? ` (${link.why})` : ""),
       link.weak]);
   }
+  const hold = f.voice_hold;  // calls/network.py VoiceHold: the voice waits for her picture on a lossy path
+  if (hold && num(hold.hold_ms)) {
+    items.push(["voice waits for her picture", fmt(num(hold.hold_ms), " ms"),
+      `her picture plays ${fmt(num(hold.lag_reported_ms), " ms")} behind her voice without it`]);
+  }
   $("figures").replaceChildren(...items.map(([k, v, note, warn]) => figure(k, v, note, warn)));
   if (f.source_error) $("message").textContent = "Operator input stopped: " + String(f.source_error);
 }
