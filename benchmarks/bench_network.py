@@ -598,8 +598,8 @@ async def alternate(pairs: int, out: Path) -> list[dict]:
     os.environ["EVERCALL_HOME"] = str(home)
     photo = cv2.imread(str(demo_assets(home / "demo").operator_photo))
     runs = []
-    for _ in range(pairs):
-        for hold in (True, False):
+    for i in range(pairs):
+        for hold in ((True, False) if i % 2 == 0 else (False, True)):  # neither always goes first
             run = compact(await measure(photo, PROFILES["home"], hold=hold))
             run["voice_hold"] = hold
             runs.append(run)

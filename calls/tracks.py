@@ -106,7 +106,8 @@ class PersonaAudioTrack(MediaStreamTrack):
     lossy path it does not run ahead of the picture. The hold grows by sending a frame of silence in place
     of the next one and shrinks by leaving out a frame, one frame at a time and only where the voice is
     quiet on both sides (a pause), so she never hears a cut or a stretch in a word; `on_sent` still gets
-    each block as it is read (the pipeline's own A/V hold must not follow this one).
+    each block as it is read (the pipeline's own A/V hold must not follow this one), and the ring's voice
+    mark goes on after the hold, so its timeline is the one she receives.
     """
 
     kind = "audio"
@@ -139,7 +140,7 @@ class PersonaAudioTrack(MediaStreamTrack):
         deadline = self._due + (self._grace_s if self._flowing else 0.0)
         got = await self._ring.wait_for(self._frame, deadline - loop_now)
         self._ring.trim_to(self._max_buffer_s)
-        samples, t_first = self._ring.read(self._frame)
+        samples, t_first = self._ring.read(self._frame, finish=self._hold is None)
         self._flowing = got
         if got:
             self._due = time.monotonic() + period
@@ -150,8 +151,8 @@ class PersonaAudioTrack(MediaStreamTrack):
             self._due += period
         if self._on_sent is not None:
             self._on_sent(t_first)
-        if self._hold is not None:
-            samples = self._through_hold(samples, period)
+        if self._hold is not None:  # the ring's mark goes on after the hold: its timeline is the one sent
+            samples = self._ring.finish(self._through_hold(samples, period))
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.sample_rate = AUDIO_RATE
@@ -163,7 +164,7 @@ class PersonaAudioTrack(MediaStreamTrack):
     @property
     def held_ms(self) -> float:
         """How long the voice waits in the hold now (ms)."""
-        return 1000 * max(0, len(self._line)) * self._frame / AUDIO_RATE
+        return 1000 * len(self._line) * self._frame / AUDIO_RATE
 
     def _through_hold(self, samples: np.ndarray, period: float) -> np.ndarray:
         """`samples` into the hold line; what leaves it now (one frame), moving the hold one frame towards

@@ -188,8 +188,11 @@ class AudioRing:
                     self._waiters.forget(fut)
                     return self._buf.size >= n
 
-    def read(self, n: int) -> tuple[np.ndarray, float | None]:
-        """n samples and the capture time of the first (None when it was all padding)."""
+    def read(self, n: int, finish: bool = True) -> tuple[np.ndarray, float | None]:
+        """n samples and the capture time of the first (None when it was all padding). A reader that
+        re-times what it read before sending it (the far end's voice hold inserts and leaves out frames)
+        passes `finish=False` and calls `finish` on what actually leaves, so the mark's timeline is the
+        sent one."""
         with self._lock:
             take = min(n, self._buf.size)
             out, self._buf = self._buf[:take], self._buf[take:]
@@ -199,13 +202,17 @@ class AudioRing:
         if take < n:
             self.underrun_samples += n - take
             out = np.concatenate([out, np.zeros(n - take, dtype=np.float32)])
-        if self._on_read is not None:
-            try:
-                out = self._on_read(out)
-            except Exception:
-                self.on_read_errors += 1
-                out = np.zeros(n, dtype=np.float32)
-        return out, t_first
+        return (self.finish(out) if finish else out), t_first
+
+    def finish(self, out: np.ndarray) -> np.ndarray:
+        """`on_read` applied to samples on their way out; silence (counted) should it fail."""
+        if self._on_read is None:
+            return out
+        try:
+            return self._on_read(out)
+        except Exception:
+            self.on_read_errors += 1
+            return np.zeros(out.size, dtype=np.float32)
 
     def trim_to(self, seconds: float) -> int:
         """Drop the oldest samples beyond `seconds` of buffer (counted as dropped); returns how many."""

@@ -132,3 +132,32 @@ def test_verify_names_the_call_from_a_wav_and_says_no_mark_for_plain_speech(
     assert main(["verify", str(plain)]) == 1
     text = capsys.readouterr().out
     assert "no evercall mark" in text and "found in" not in text
+
+
+async def test_mark_survives_the_far_end_voice_hold(speech: np.ndarray) -> None:
+    """On a lossy path the relay holds her voice back, putting in a frame of silence or leaving a quiet one
+    out in pauses (calls/tracks.py). The mark goes on after that, so every window of what she receives
+    still names the call however often the hold moves."""
+    import asyncio
+
+    from calls.network import VoiceHold
+    from calls.tracks import PersonaAudioTrack
+    from engine.media import now
+    from engine.stages import AudioRing
+    from filters.watermark.voice import voice_provenance_mark
+
+    frame = RATE // 100
+    ring = AudioRing(RATE, capacity_s=0.3, on_read=voice_provenance_mark(PERSONA, CALL, RATE))
+    hold = VoiceHold()
+    track = PersonaAudioTrack(ring, frame=frame, grace_s=10.0, hold=hold)
+    sent, held, moves = [], 0.0, 0
+    for i in range(len(speech) // frame):
+        if i % 50 == 0:  # asked to move every half second, 0-60 ms (the hold moves only in pauses)
+            hold.target_ms = float(20 * ((i // 50) % 4))
+        ring.write(speech[i * frame:(i + 1) * frame], now())
+        got = await asyncio.wait_for(track.recv(), 10.0)
+        sent.append(got.to_ndarray().reshape(-1).astype(np.float32) / 32767)
+        moves += track.held_ms != held
+        held = track.held_ms
+    assert moves >= 6, f"the hold should have moved several times, moved {moves}"
+    assert _found_share(np.concatenate(sent), RATE) == 1.0, "every window should still name the call"

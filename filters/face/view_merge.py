@@ -88,9 +88,10 @@ def best_view_atlas(views: list[View], base: int, px: int = ATLAS_PX) -> FaceAtl
 
 def _match_colours(other: FaceAtlas, base: FaceAtlas) -> np.ndarray:
     """`other`'s texture with its Lab mean and spread matched to the base's where both see the face well."""
-    both = ((other.weight >= MATCH_SEEN) & (base.weight >= MATCH_SEEN)).astype(np.uint8)
+    painted = _drawn(other) & _drawn(base)  # the weight maps are blurred past what each warp drew (black)
+    both = ((other.weight >= MATCH_SEEN) & (base.weight >= MATCH_SEEN) & painted).astype(np.uint8)
     if int(both.sum()) < MIN_MATCH_TEXELS:
-        both = ((other.weight > 0.05) & (base.weight > 0.05)).astype(np.uint8)
+        both = ((other.weight > 0.05) & (base.weight > 0.05) & painted).astype(np.uint8)
     if int(both.sum()) < MIN_MATCH_TEXELS:
         return other.texture
     return transfer_color(other.texture, base.texture, both)
