@@ -11,7 +11,10 @@ with a narrow feather, so where one view clearly sees best its detail is kept wh
 a softer view (motion blur, focus) claims texels less.
 The neutral 3-D shape is averaged over the views (likeness.from_views) only where the base sees the face
 poorly: the mesher's depth on a turned face is less sure, and measured through the swap (dlib distance,
-benchmarks/bench_clip_persona.py) the plain average of the views' shapes cost 0.05 against the best frame's.
+benchmarks/bench_clip_persona.py) the plain average of the views' shapes cost 0.05 against the best frame's,
+and once the swap drew her face out to the operator's outline, even the average at the base's grazing
+points (cosine 0.1-0.3: the jaw and the face's edge) cost 0.017 on Grace Hopper; so the base's own shape
+stands everywhere it sees at all, and the average fills only what it does not see.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ MATCH_SEEN = 0.6 ** SHARPNESS  # texels both views see at least this squarely se
 MIN_MATCH_TEXELS = 400
 WINNER_POWER = 8.0  # claims (facing ** SHARPNESS) against the strongest, to this power: a soft per-texel winner
 SHARP_POWER = 4.0  # a softer view's claim is scaled by (its sharpness / the base's) ** this
-SHAPE_SEEN = 0.3  # a point the base sees at least this squarely (cosine) keeps the base's own 3-D shape
+SHAPE_SEEN = 0.1  # a point the base sees at least this squarely (cosine, about 84 degrees off) keeps its own 3-D shape
 
 
 def merge_views(views: list[View], base: int, px: int = ATLAS_PX) -> Likeness:
