@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from filters.face.blend import blur_mask
 from filters.face.face3d import canonical, facing, signed_areas, visible_order
 from filters.face.warp import warp_face
 
@@ -76,7 +77,7 @@ def view(photo: np.ndarray, mesh: np.ndarray, px: int = ATLAS_PX) -> FaceAtlas:
     for k, tri in enumerate(order):
         cv2.fillConvexPoly(weight, local[tri], float(cos[k]), cv2.LINE_8, shift=4)
     weight[np.pad(inside, ((y0, shape[0] - y1), (x0, shape[1] - x1))) == 0] = 0.0
-    weight = _blur(weight, WEIGHT_BLUR * px)
+    weight = blur_mask(weight, WEIGHT_BLUR * px)
     return FaceAtlas(full, weight, points)
 
 
@@ -122,12 +123,6 @@ def _unhidden(mesh: np.ndarray, order: np.ndarray, shape: tuple[int, int]) -> np
     return np.clip(np.where(area < 4.0, 1.0, owned / np.maximum(area, 1e-9)), 0.0, 1.0)
 
 
-def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    sigma = max(float(sigma), 0.5)
-    k = int(2 * round(2.5 * sigma) + 1)
-    return cv2.GaussianBlur(image, (k, k), sigma)
-
-
 def _fill_outside(texture: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Texels no view covers take the colour of covered ones nearby (normalised blur), so bilinear sampling
     at the edge of the face never mixes in black."""
@@ -135,8 +130,8 @@ def _fill_outside(texture: np.ndarray, known: np.ndarray) -> np.ndarray:
     mask = known.astype(np.float32)
     filled = texture * mask[..., None]
     for sigma in (2.0, 6.0, 18.0):
-        num = _blur(filled, sigma)
-        den = _blur(mask, sigma)
+        num = blur_mask(filled, sigma)
+        den = blur_mask(mask, sigma)
         take = (mask == 0) & (den > 1e-4)
         out[take] = num[take] / den[take, None]
         mask = np.where(take, 1.0, mask).astype(np.float32)

@@ -91,7 +91,7 @@ def _fixed(points: np.ndarray) -> np.ndarray:
 
 
 def blur_mask(mask_u8: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-blurred uint8 mask."""
+    """Gaussian-blurred mask or weight map (any dtype), the kernel 2.5 sigma each side, sigma at least 0.5."""
     sigma = max(sigma, 0.5)
     k = int(2 * round(2.5 * sigma) + 1)
     return cv2.GaussianBlur(mask_u8, (k, k), sigma)

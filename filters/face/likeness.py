@@ -101,9 +101,9 @@ def from_views(views: list[View], px: int = ATLAS_PX) -> Likeness:
     for a, s in zip(atlases, sharp):
         a.weight *= np.float32((s / max(float(sharp.max()), 1e-6)) ** SHARP_POWER)
     atlas = merge(atlases)
-    best = max(views, key=lambda v: v.pose.scale * np.cos(np.radians(v.pose.angles()[0])))
-    return Likeness(atlas, shape, [v.pose.angles()[0] for v in views], float(best.pose.scale),
-                    face_sharpness(best))
+    best = max(range(len(views)), key=lambda i: views[i].pose.scale * np.cos(np.radians(views[i].pose.angles()[0])))
+    return Likeness(atlas, shape, [v.pose.angles()[0] for v in views], float(views[best].pose.scale),
+                    float(sharp[best]))
 
 
 def from_photo(photo: np.ndarray) -> Likeness:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from filters.face.atlas import ATLAS_PX, MIRROR_SHARE, SHARPNESS, FaceAtlas, merge, view
+from filters.face.blend import blur_mask
 from filters.face.color import transfer_color
 from filters.face.face3d import point_facing, symmetrised
 from filters.face.likeness import Likeness, View, face_sharpness, from_views
@@ -41,9 +42,10 @@ SHAPE_SEEN = 0.1  # a point the base sees at least this squarely (cosine, about 
 def merge_views(views: list[View], base: int, px: int = ATLAS_PX) -> Likeness:
     """The likeness of several views of one person, `views[base]` (the best frontal frame) as the base."""
     likeness = from_views(views, px)  # the neutral shape averaged over the views, yaws, face size
-    own = symmetrised(views[base].pose.undo(views[base].mesh), point_facing(views[base].mesh))
+    facing = point_facing(views[base].mesh)
+    own = symmetrised(views[base].pose.undo(views[base].mesh), facing)
     # Where the base sees a point squarely its own shape stands; where it sees it poorly, the views' average.
-    trust = np.clip(point_facing(views[base].mesh) / SHAPE_SEEN, 0.0, 1.0)[:, None]
+    trust = np.clip(facing / SHAPE_SEEN, 0.0, 1.0)[:, None]
     shape = own * trust + likeness.shape * (1.0 - trust)
     return dataclasses.replace(likeness, atlas=best_view_atlas(views, base, px), shape=shape)
 
@@ -75,10 +77,10 @@ def best_view_atlas(views: list[View], base: int, px: int = ATLAS_PX) -> FaceAtl
     # it 10 % less squarely gets about 3 % of it), a narrow feather, and only where that view drew the face.
     stack = np.stack(claims)
     strongest = np.maximum(stack.max(axis=0), 1e-12)
-    sigma = max(FEATHER * px, 0.5)
+    sigma = FEATHER * px
     shares = []
     for k, claim in enumerate(claims):
-        share = _blur(((claim / strongest) ** WINNER_POWER).astype(np.float32), sigma)
+        share = blur_mask(((claim / strongest) ** WINNER_POWER).astype(np.float32), sigma)
         # The base keeps a sliver everywhere: texels no view saw stay its own (mirror- and edge-filled) ones.
         shares.append(np.maximum(share, 1e-4) if k == 0 else share * valid[k])
     total = np.maximum(np.sum(shares, axis=0), 1e-6)
@@ -104,8 +106,3 @@ def _drawn(atlas: FaceAtlas) -> np.ndarray:
     """Texels the view's warp drew (its weight map is blurred past them, where its texture is black)."""
     drawn = atlas.texture.any(axis=2).astype(np.uint8)
     return cv2.erode(drawn, np.ones((3, 3), np.uint8)) > 0
-
-
-def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    k = int(2 * round(2.5 * sigma) + 1)
-    return cv2.GaussianBlur(image, (k, k), sigma)
