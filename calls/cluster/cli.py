@@ -114,9 +114,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def watchdog(app: web.Application) -> None:
         async def loop() -> None:
-            while True:
-                for call in await asyncio.to_thread(front.check):
-                    print(f"call {call.ident}: {call.ended}", file=sys.stderr, flush=True)
+            while True:  # a failed check is said and tried again: the watchdog must not die quietly
+                try:
+                    for call in await asyncio.to_thread(front.check):
+                        print(f"call {call.ident}: {call.ended}", file=sys.stderr, flush=True)
+                except Exception as err:  # noqa: BLE001 - any failure of one round
+                    print(f"watchdog: checking the workers failed ({err!r}); trying again", file=sys.stderr,
+                          flush=True)
                 await asyncio.sleep(1.0)
         app["watchdog"] = asyncio.ensure_future(loop())
 
