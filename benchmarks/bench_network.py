@@ -61,9 +61,9 @@ Run: `python -m benchmarks.bench_network --keep-crop --runs=3` (the figures in t
 from __future__ import annotations
 
 import argparse
-
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -72,6 +72,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.relay import start_relay
 from calls.media_options import MediaOptions
 from calls.network import Impairment, impaired_paths, video_bitrate
 from calls.sources import CALL_SIZE, Source
@@ -312,17 +313,6 @@ async def _until(page, expression: str, timeout: float) -> object:
     raise RuntimeError(f"timed out waiting for {expression[:80]}")
 
 
-async def _relay(pipeline, source: Source, media: MediaOptions):
-    """The real CallServer on a free loopback port around `pipeline`: (state, runner, far-end link)."""
-    from benchmarks.relay import serve_on_loopback
-    from calls.server import CallConfig, CallState
-
-    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="benchmark", media=media))
-    runner, base = await serve_on_loopback(state)
-    source.start(pipeline.push_video, pipeline.push_audio)
-    return state, runner, f"{base}/join/{state.invite.token}"
-
-
 async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, persona=None,
                   hold: bool = True) -> dict:
     """One call over one impaired path; the far end's figures over `seconds`.
@@ -339,7 +329,7 @@ async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, 
     with impaired_paths(impairment):
         pipeline = await asyncio.to_thread(passthrough_pipeline if persona is None else default_pipeline, *(
             () if persona is None else (persona,)))
-        state, runner, url = await _relay(pipeline, source, media)
+        state, runner, url = await start_relay(pipeline, source, media)
         try:
             async with devtools_page(url, PHONE_UPRIGHT, autoplay_without_tap=True) as (page, browser):
                 await _until(page, "(() => { const r = window.evercall && window.evercall.lastReport;"
@@ -370,7 +360,7 @@ async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, 
             await runner.cleanup()
             pipeline.close()
     result = summarise(samples, relay_skews, bitrates, impairment, marks)
-    result["load_average_1min"] = round(__import__("os").getloadavg()[0], 1)  # others' work on the same cores
+    result["load_average_1min"] = round(os.getloadavg()[0], 1)  # others' work on the same cores
     return result
 
 
@@ -413,7 +403,7 @@ def summarise(samples: list[dict], relay_skews: list[float], bitrates: list[int]
         "av_skew_ms_each_sink": [round(x, 1) for x in sink_skews],
         "relay_send_skew_ms": round(relay, 1),
         "voice_hold_ms": _spread(lat["hold"]),
-        "playout": playout_figures(good, marks),
+        "playout": playout_figures(good, lat, marks),
         "loss_seen_pct": round(100 * lost / max(1, lost + recv), 2),
         "rtt_ms": None if last.get("rtt") is None else round(1000 * last["rtt"], 1),
         "kbps_in": round(8 * ((last.get("vBytes", 0) + last.get("aBytes", 0))
@@ -425,10 +415,9 @@ def summarise(samples: list[dict], relay_skews: list[float], bitrates: list[int]
     }
 
 
-def playout_figures(good: list[dict], marks: dict) -> dict:
-    """Each medium's latency to playout two ways (the browser's stats; the marks, timed by the page), the
-    skew each gives, and each medium's jitter buffer."""
-    lat = stats_latencies(good)
+def playout_figures(good: list[dict], lat: dict, marks: dict) -> dict:
+    """Each medium's latency to playout two ways (the browser's stats, `lat` from stats_latencies; the
+    marks, timed by the page), the skew each gives, and each medium's jitter buffer."""
     origin, t0 = marks.get("origin", 0.0), marks.get("t0_wall", 0.0)
     video = mark_latencies(marks.get("video", []), origin, t0)
     sink = mark_latencies(marks.get("sink", []), origin, t0)
@@ -539,8 +528,6 @@ async def main(out: Path, runs: int = 3, keep_crop: bool = False, filters: bool 
                hold: bool = True) -> dict:
     """`runs` impaired runs; `keep_crop` reuses the crop figures already in `out` (they do not depend on the
     path)."""
-    import os
-
     from calls.demo import demo_assets
     from engine.persona import load_persona_dir
 
@@ -590,8 +577,6 @@ async def main(out: Path, runs: int = 3, keep_crop: bool = False, filters: bool 
 async def alternate(pairs: int, out: Path) -> list[dict]:
     """`pairs` impaired runs with the voice hold, each followed by one without: the two under the same load
     (others' work on the same cores moves both figures more than anything else)."""
-    import os
-
     from calls.demo import demo_assets
 
     home = Path(os.environ.get("EVERCALL_HOME") or tempfile.mkdtemp(prefix="evercall-bench-"))

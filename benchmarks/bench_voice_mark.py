@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import real_voices as rv
+from benchmarks.bench_watermark import round_timings
 from benchmarks.voice_samples import FEMALE, MALE, OPERATOR_TEXT, OTHER_MALE, PERSONA_TEXT, REFERENCE_TEXT, \
     have_espeak, speak
 from engine.audio_io import resample
@@ -155,34 +156,19 @@ def cost(speech: np.ndarray, rounds: int = 5, per_round: int = 400) -> dict:
     """ms per 10 ms block; like bench_watermark, also the quietest round's figures (shared machines)."""
     embedder = VoiceMarkEmbedder(PAYLOAD, RATE)
     blocks = speech[: len(speech) // 480 * 480].reshape(-1, 480)
-    samples = []
-    for r in range(rounds):
-        times = []
-        for i in range(per_round):
-            block = blocks[(r * per_round + i) % len(blocks)]
-            start = time.perf_counter()
-            embedder.process(block)
-            times.append((time.perf_counter() - start) * 1e3)
-        samples.append(np.array(times))
-    quiet = min(samples, key=np.median)
-    every = np.concatenate(samples)
+    per_block = round_timings(lambda k: embedder.process(blocks[k % len(blocks)]), rounds, per_round)
     detector = VoiceMarkDetector()
     clip = resample(speech[: 3 * RATE], RATE, DETECT_RATE)
     start = time.perf_counter()
     for _ in range(10):
         detector.detect(clip)
-    return {"mark_ms_per_10ms_block": {"median": round(float(np.median(every)), 3),
-                                       "p95": round(float(np.percentile(every, 95)), 3),
-                                       "quietest_round_median": round(float(np.median(quiet)), 3),
-                                       "quietest_round_p95": round(float(np.percentile(quiet, 95)), 3)},
+    return {"mark_ms_per_10ms_block": per_block,
             "detect_ms_per_3s_window": round((time.perf_counter() - start) / 10 * 1e3, 1)}
 
 
 def _errors(reading: rv.Reading, samples48: np.ndarray) -> np.ndarray:
     """Word errors per sentence of `reading` in `samples48` (48 kHz, time-aligned with the reading)."""
-    x = resample(samples48, RATE, rv.RATE)[: len(reading.samples)]
-    return np.array([rv.edit_distance(rv.words(text), rv.words(rv.recognise(piece)))
-                     for text, piece in zip(reading.texts, reading.pieces(x))])
+    return rv.sentence_errors(reading, resample(samples48, RATE, rv.RATE)[: len(reading.samples)])
 
 
 def word_error_rates(voices: dict, seeds: int = 3) -> dict:

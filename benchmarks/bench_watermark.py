@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -36,17 +36,16 @@ PAYLOAD = make_payload("persona/benchmark", "call/benchmark")
 NATURAL = ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry")
 
 
-def _mark_cost(embedder: WatermarkEmbedder, frames: list[np.ndarray], rounds: int = 5, per_round: int = 100) -> dict:
-    """ms per mark() call. On shared machines other jobs inflate whole stretches of samples, so besides
-    the figures over all calls this also gives those of the quietest round (lowest median)."""
-    embedder.mark(frames[0], 0)  # first call per frame size builds the solver
+def round_timings(call: Callable[[int], object], rounds: int, per_round: int) -> dict:
+    """ms per `call(k)`, k = 0, 1, ... over `rounds` rounds. On shared machines other jobs inflate whole
+    stretches of samples, so besides the figures over all calls this also gives those of the quietest round
+    (lowest median)."""
     samples = []
     for r in range(rounds):
         times = []
         for i in range(per_round):
-            frame = frames[(r * per_round + i) % len(frames)]
             start = time.perf_counter()
-            embedder.mark(frame, i)
+            call(r * per_round + i)
             times.append((time.perf_counter() - start) * 1e3)
         samples.append(np.array(times))
     quiet = min(samples, key=np.median)
@@ -57,6 +56,12 @@ def _mark_cost(embedder: WatermarkEmbedder, frames: list[np.ndarray], rounds: in
         "quietest_round_median": round(float(np.median(quiet)), 3),
         "quietest_round_p95": round(float(np.percentile(quiet, 95)), 3),
     }
+
+
+def _mark_cost(embedder: WatermarkEmbedder, frames: list[np.ndarray], rounds: int = 5, per_round: int = 100) -> dict:
+    """ms per mark() call (round_timings)."""
+    embedder.mark(frames[0], 0)  # first call per frame size builds the solver
+    return round_timings(lambda k: embedder.mark(frames[k % len(frames)], k % per_round), rounds, per_round)
 
 
 def _detect_cost(frames: list[np.ndarray], repeats: int = 150) -> float:

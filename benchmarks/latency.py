@@ -44,6 +44,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from benchmarks.relay import start_relay
 from calls.sources import Source, fit_frame
 from engine.media import AudioChunk, VideoFrame, now
 from engine.pipeline import CallPipeline
@@ -332,20 +333,6 @@ class Arrivals:
     audio: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (handed out at, mono samples)
 
 
-async def _start_relay(pipeline: CallPipeline, source: Source, media=None):
-    """The real CallServer on a free loopback port; returns (runner, far-end link).
-
-    `media`: calls.media_options.MediaOptions for the call (None: `evercall serve`'s defaults)."""
-    from benchmarks.relay import serve_on_loopback
-    from calls.media_options import MediaOptions
-    from calls.server import CallConfig, CallState
-
-    state = CallState(pipeline=pipeline, config=CallConfig(persona_name="benchmark", media=media or MediaOptions()))
-    runner, base = await serve_on_loopback(state)
-    source.start(pipeline.push_video, pipeline.push_audio)
-    return runner, f"{base}/join/{state.invite.token}"
-
-
 async def _far_end(url: str, arrivals: Arrivals, first_frame: asyncio.Event):
     """Join like a browser would (recvonly video + audio); return the peer connection and its readers."""
     import aiohttp
@@ -515,7 +502,7 @@ async def measure_path(name: str, factory: Factory, seconds: float, warmup: floa
     pipeline.voice = timed  # the voice thread reads this attribute for every block
     sends = SendLog(pipeline)
     source = BarcodeSource(operator_frames(photo if photo is not None else demo_operator_photo()))
-    runner, url = await _start_relay(pipeline, source, media)
+    _, runner, url = await start_relay(pipeline, source, media)
     arrivals = Arrivals()
     first = asyncio.Event()
     pc = None

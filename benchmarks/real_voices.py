@@ -163,14 +163,15 @@ def recognise(samples: np.ndarray) -> str:
     return hyp.hypstr if hyp is not None else ""
 
 
+def sentence_errors(reading: Reading, samples: np.ndarray | None = None) -> np.ndarray:
+    """Word errors in each sentence of `reading`, decoded from `samples` (time-aligned with it)."""
+    return np.array([edit_distance(words(text), words(recognise(piece)))
+                     for text, piece in zip(reading.texts, reading.pieces(samples))])
+
+
 def word_error_rate(reading: Reading, samples: np.ndarray | None = None) -> float:
     """Errors over words read, each sentence of `reading` decoded from `samples` (time-aligned with it)."""
-    errors = total = 0
-    for text, piece in zip(reading.texts, reading.pieces(samples)):
-        ref = words(text)
-        errors += edit_distance(ref, words(recognise(piece)))
-        total += len(ref)
-    return errors / total
+    return float(sentence_errors(reading, samples).sum()) / sum(len(words(text)) for text in reading.texts)
 
 
 class Likeness:

@@ -28,13 +28,13 @@ from benchmarks.latency import (
     BarcodeSource,
     _far_end,
     _heard_clicks,
-    _start_relay,
     _video_latencies,
     default_pipeline,
     demo_operator_photo,
     hang_up,
     operator_frames,
 )
+from benchmarks.relay import start_relay
 from calls.transport import receivers_tuned
 from engine.media import now
 
@@ -60,7 +60,7 @@ def _trim(arrivals: Arrivals, before: float) -> None:
 async def soak(minutes: float, window_s: float = 30.0) -> dict:
     pipeline = await asyncio.to_thread(default_pipeline)
     source = BarcodeSource(operator_frames(demo_operator_photo()))
-    runner, url = await _start_relay(pipeline, source)
+    _, runner, url = await start_relay(pipeline, source)
     arrivals = Arrivals()
     first = asyncio.Event()
     windows = []

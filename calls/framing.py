@@ -96,8 +96,7 @@ def fit_window(face_cx: float, face_cy: float, face_h: float, aspect: float, ima
     """
     # On a narrow (upright) screen the face's width binds first: it may take `width_share` of the width.
     wanted = max(face_h / face_share, face_h / (width_share * aspect))
-    inside = min(image_h, image_w / aspect)
-    height = wanted if wanted <= inside else min(wanted, largest_height(aspect, image_w, image_h))
+    height = min(wanted, largest_height(aspect, image_w, image_h))  # past the picture only by the fill
     return _placed(face_cx, face_cy + 0.06 * height, height, aspect, image_w, image_h)  # eyes above the middle
 
 

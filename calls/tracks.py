@@ -119,7 +119,7 @@ class PersonaAudioTrack(MediaStreamTrack):
         # hold: a calls.network.VoiceHold, or None. Its target (whole frames) is how many frames wait in
         # `_line` before they go: the voice leaves that much later, still one packet per frame as it comes.
         self._hold = hold
-        self._line: deque[np.ndarray] = deque()
+        self._line: deque[tuple[np.ndarray, bool]] = deque()  # each frame and whether it is quiet
         self._last_out_quiet = True
         self._on_sent = on_sent  # called with the capture time of each block sent
         self._frame = frame
@@ -170,17 +170,17 @@ class PersonaAudioTrack(MediaStreamTrack):
         """`samples` into the hold line; what leaves it now (one frame), moving the hold one frame towards
         its target where the voice is quiet."""
         line = self._line
-        line.append(samples)
+        line.append((samples, _quiet(samples)))  # each frame's loudness is measured once, as it comes in
         held = len(line) - 1  # frames that stay in the line if the oldest one leaves now
         want = self._hold.frames(period)
-        if want > held and self._last_out_quiet and _quiet(line[0]):
-            out = np.zeros_like(samples)  # silence goes instead: the line grows by one frame
-        elif want < held and self._last_out_quiet and _quiet(line[0]) and _quiet(line[1]):
+        if want > held and self._last_out_quiet and line[0][1]:
+            out, quiet = np.zeros_like(samples), True  # silence goes instead: the line grows by one frame
+        elif want < held and self._last_out_quiet and line[0][1] and line[1][1]:
             line.popleft()  # a quiet frame is left out: the line shrinks by one frame
-            out = line.popleft()
+            out, quiet = line.popleft()
         else:
-            out = line.popleft()
-        self._last_out_quiet = _quiet(out)
+            out, quiet = line.popleft()
+        self._last_out_quiet = quiet
         self._hold.applied_ms = self.held_ms
         return out
 

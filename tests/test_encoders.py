@@ -10,7 +10,6 @@ import aiortc.rtcrtpsender as sender_module
 import av
 import numpy as np
 import pytest
-from aiohttp import web
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs import h264
@@ -19,6 +18,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 import calls.encoders as encoders
 from benchmarks.latency import passthrough_pipeline
+from benchmarks.relay import serve_on_loopback
 from calls.encoders import (
     CappedVp8Encoder,
     LowDelayOpusEncoder,
@@ -28,7 +28,7 @@ from calls.encoders import (
     tune_senders,
 )
 from calls.media_options import MediaOptions, answered_video_codec, prefer_video_codec
-from calls.server import CallServer, CallConfig, CallState
+from calls.server import CallConfig, CallState
 from calls.sources import FileSource
 from calls.transport import restore_receivers
 from engine.errors import EvercallError
@@ -150,15 +150,11 @@ async def _call(demo, media: MediaOptions) -> tuple[dict, dict, CallState]:
     """A 3 s call from the demo operator clip to an aiortc far end: (join result, frames seen, call state)."""
     pipeline = passthrough_pipeline()
     state = CallState(pipeline=pipeline, config=CallConfig(persona_name="test", media=media))
-    runner = web.AppRunner(CallServer(state).app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    runner, base = await serve_on_loopback(state)
     source = FileSource(demo.operator_clip, loop=True).start(pipeline.push_video, pipeline.push_audio)
     got: dict = {"sizes": [], "audio_samples": []}
     try:
-        joined = await join_for(f"http://127.0.0.1:{port}/join/{state.invite.token}", 3.0,
+        joined = await join_for(f"{base}/join/{state.invite.token}", 3.0,
                                 on_video=lambda f: got["sizes"].append((f.width, f.height)),
                                 on_audio=lambda f: got["audio_samples"].append(f.samples))
     finally:

@@ -60,6 +60,7 @@ SMR_DB = 20.0  # voice level over mark level in a tonal (voiced) 10 ms block
 NOISY_SMR_DB = 12.0  # ... and in a noise-like one (fricatives, breath, room noise), which masks noise far better
 FLATNESS = (0.03, 0.25)  # spectral flatness from which a block counts as partly, and as fully, noise-like
 FLOOR_RMS = 10 ** (-76 / 20)  # the mark's level in digital silence (-76 dBFS), under any room's noise
+SHAPED_ABOVE = FLOOR_RMS * 10 ** (min(SMR_DB, NOISY_SMR_DB) / 20)  # a block's level under which the floor wins
 LPC_ORDER = 16
 WINDOW_S = 3.0  # detection window
 SYNC_TRIES = 3  # phases decoded per window
@@ -182,7 +183,7 @@ def _hann(n: int) -> np.ndarray:
 class VoiceMarkEmbedder:
     """Adds the mark to a stream of mono float blocks (any length, usually 10 ms), sample for sample, no delay."""
 
-    def __init__(self, payload: bytes, rate: int = 48000, key: bytes = DEFAULT_KEY, smr_offset_db: float = 0.0) -> None:
+    def __init__(self, payload: bytes, rate: int = 48000, key: bytes = DEFAULT_KEY) -> None:
         if len(payload) != PAYLOAD_BYTES:
             raise ValueError(f"payload must be {PAYLOAD_BYTES} bytes (see make_payload), got {len(payload)}")
         if (PERIOD * rate) % DETECT_RATE:
@@ -190,7 +191,6 @@ class VoiceMarkEmbedder:
         self.payload, self.rate, self.key = bytes(payload), rate, bytes(key)
         self._wave = _mark_waveform(self.key, self.payload, rate)
         self._pos = 0
-        self._offset = smr_offset_db  # added to every block's ratio (benchmarks try quieter and louder marks)
         self._zi = np.zeros(LPC_ORDER)
         self._gain = 0.0
         self._prev = np.zeros(0, np.float32)
@@ -211,12 +211,12 @@ class VoiceMarkEmbedder:
             return x.copy()
         m = self._template_block(n)
         level = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
-        frame = np.concatenate([self._prev, x])[-2 * max(n, 240):]
         target = 0.0
-        if level > FLOOR_RMS:
+        if level > SHAPED_ABOVE:  # quieter, the shaped mark would fall under the floor anyway: no LPC to work out
+            frame = np.concatenate([self._prev, x])[-2 * max(n, 240):]
             a, flatness = _lpc((frame * _hann(len(frame)))[None], self._lag_window, _band_bins(len(frame), self.rate))
             a = a[0]
-            target = level * 10 ** (-(float(smr_for(flatness[0])) + self._offset) / 20)
+            target = level * 10 ** (-float(smr_for(flatness[0])) / 20)
         if target <= FLOOR_RMS:
             a = np.zeros(LPC_ORDER + 1)
             a[0] = 1.0
