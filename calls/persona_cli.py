@@ -87,17 +87,17 @@ def cmd_create(args: argparse.Namespace) -> int:
                             evidence_sha256=sha256_file(evidence), scope=parse_scope(args.scope),
                             expires=args.expires, evidence_name=evidence.name, kin=tuple(kin),
                             full_name=args.full_name or "", born=args.born)
-    from calls.persona_video import clip_derived, persona_inputs
+    from calls.persona_video import keep_clip_likeness, persona_inputs
     from filters.factory import derive
 
     learnt: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory(prefix="evercall-clip-") as folder:  # 0700: the frame and soundtrack
+    with tempfile.TemporaryDirectory(prefix="evercall-clip-") as folder:  # 0700: the clip's frame
         photo, voice, clip = persona_inputs(args, Path(folder))
 
         def derive_and_keep(persona):  # what was learnt, to say below what the photo (or clip) supports
-            learnt.update(derive(persona))
             if clip is not None:
-                learnt.update(clip_derived(clip))
+                keep_clip_likeness(persona, clip)  # the face is learnt once, from the clip's views
+            learnt.update(derive(persona))
             return learnt
 
         print("checking the photo and learning the voice (up to a minute for a long sample)...", flush=True)

@@ -2,8 +2,11 @@
 
 With --video the face is learnt from several views of the clip (filters/face/from_video.py); the persona
 photo is the clip's best frontal frame unless --photo is given, and the voice sample is the clip's
-soundtrack unless --voice is given. The frame and the soundtrack are written to a private temporary
-folder only for the store to read them in; the store keeps them encrypted like any other persona's.
+soundtrack unless --voice is given. The frame is written to a private temporary folder only for the
+store to read it in; the soundtrack is handed to the store as the clip itself, which decodes it once
+(like any voice file: length limit, silence check). The store keeps both encrypted like any persona's.
+The likeness learnt from the views goes into the persona's derived data before the store derives the
+rest, so the face is learnt once (from the clip) and the photo's own likeness is never computed.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ def persona_inputs(args: argparse.Namespace, folder: Path):
         return args.photo, args.voice, None
     import cv2
 
-    from engine.audio_io import read_audio, write_wav
-    from engine.persona import VOICE_RATE, check_voice
     from filters.face.from_video import learn_from_clip
 
     clip = learn_from_clip(video)
@@ -38,15 +39,13 @@ def persona_inputs(args: argparse.Namespace, folder: Path):
     if not voice:
         if not clip.has_audio:
             raise PersonaError(f"the clip {Path(video).name} has no soundtrack: give a voice sample with --voice FILE")
-        samples, rate = read_audio(video, VOICE_RATE)
-        check_voice(samples, rate, f"(the soundtrack of {Path(video).name})")
-        voice = folder / "voice.wav"
-        write_wav(voice, samples, rate)
+        voice = Path(video)  # the store decodes the soundtrack (once) and checks it like any voice sample
     return photo, voice, clip
 
 
-def clip_derived(clip) -> dict[str, bytes]:
-    """What the clip's views add to the persona's derived data: the likeness and the advice from them."""
-    from filters.face.advice import advise
+def keep_clip_likeness(persona, clip) -> None:
+    """Put the likeness learnt from the clip's views into `persona.derived`, so that `derive` (through
+    likeness_for) uses it instead of learning the face again from the photo."""
+    from filters.face.likeness import DERIVED_KEY
 
-    return {"face_likeness": clip.likeness.to_bytes(), "face_advice": advise(clip.likeness).text().encode("utf-8")}
+    persona.derived[DERIVED_KEY] = clip.likeness.to_bytes()

@@ -125,3 +125,28 @@ def test_persona_show_says_a_turning_clip_covers_both_sides(home, turning_clip, 
     shown = capsys.readouterr().out
     line = next(x for x in shown.splitlines() if "sides of the face" in x)
     assert "both sides of the face are seen (left" in line, shown
+
+
+def test_a_clip_persona_keeps_the_clip_soundtrack_and_learns_the_face_once(faces, tmp_path, monkeypatch, home):
+    """`persona create --video` with no --voice: the voice is the clip's soundtrack (all of it), and the
+    face is learnt from the clip's views only, never again from the photo (that doubled the wait)."""
+    from engine.persona import VOICE_RATE
+    from engine.store import PersonaStore
+    from filters.face import likeness
+    from tests.stores import cli
+
+    path = tmp_path / "talking.mp4"
+    write_clip(path, [c.image for c in ClipMaker(faces["t1_5"]).clip(120)], 30, voice(4.0))
+
+    def photo_again(*_args, **_kwargs):
+        raise AssertionError("the face was learnt again from the photo")
+
+    monkeypatch.setattr(likeness, "from_photo", photo_again)
+    evidence = tmp_path / "consent.pdf"
+    evidence.write_bytes(b"%PDF-1.4 signed consent\n")
+    assert cli(["persona", "create", "Uncle Ben", "--video", str(path), "--consent-by", "Ann Example",
+                "--relationship", "niece", "--evidence", str(evidence), "--scope", "call"]) == 0
+    persona = PersonaStore(home).load("Uncle Ben")
+    assert abs(len(persona.voice) / VOICE_RATE - 4.0) < 0.1
+    assert abs(np.sqrt(np.mean(persona.voice**2)) / np.sqrt(np.mean(voice(4.0) ** 2)) - 1) < 0.2
+    assert np.ptp(likeness.Likeness.from_bytes(persona.derived[likeness.DERIVED_KEY]).yaws) > 30  # the clip's views
