@@ -74,9 +74,11 @@ class FarEndSeat:
       free --admit--> offered --connected--> connected --release--> free
       offered for longer than `connect_timeout_s`                          --> free
       connected but not heard from (media, reports) for `lost_grace_s`      --> free (lapsed)
-    A lapsed far end heard from again before anyone else joined gets its seat back. The same browser may
-    always come back (a reload replaces its old claim). Each claim has an id, so late events of a
-    replaced connection cannot free the seat of the one that replaced it.
+    A lapsed far end heard from again before anyone else joined gets its seat back: the last claim is kept
+    until it is replaced or released, and "lapsed" is read from it (connected, not heard from in time), so
+    no second record can disagree with it. The same browser may always come back (a reload replaces its
+    old claim). Each claim has an id, so late events of a replaced connection cannot free the seat of the
+    one that replaced it.
     """
 
     def __init__(self, connect_timeout_s: float = SEAT_CONNECT_TIMEOUT_S, lost_grace_s: float = SEAT_LOST_GRACE_S,
@@ -84,16 +86,20 @@ class FarEndSeat:
         self.connect_timeout_s = connect_timeout_s
         self.lost_grace_s = lost_grace_s
         self._clock = clock
-        self._claim: Claim | None = None
-        self._lapsed: Claim | None = None  # a connected claim that went silent, until someone else joins
+        self._claim: Claim | None = None  # the last claim, expired or not, until replaced or released
         self._next = 0
 
     def _current(self) -> Claim | None:
+        """The claim that holds the seat now, or None when the seat is free."""
         claim = self._claim
-        if claim is not None and self._expired(claim, self._clock()):
-            self._lapsed = claim if claim.state == "connected" else None
-            self._claim = claim = None
-        return claim
+        return None if claim is None or self._expired(claim, self._clock()) else claim
+
+    def _lapsed(self) -> Claim | None:
+        """The connected claim that went silent (the seat is free), until someone else joins."""
+        claim = self._claim
+        if claim is not None and claim.state == "connected" and self._expired(claim, self._clock()):
+            return claim
+        return None
 
     def _expired(self, claim: Claim, now: float) -> bool:
         if claim.state == "offered":
@@ -124,7 +130,7 @@ class FarEndSeat:
         if claim is not None and claim.holder != browser_id:
             return None
         self._next += 1
-        self._claim, self._lapsed = Claim(browser_id, self._next, self._clock()), None
+        self._claim = Claim(browser_id, self._next, self._clock())
         return self._next
 
     def is_current(self, ident: int) -> bool:
@@ -142,19 +148,13 @@ class FarEndSeat:
 
     def heard(self, ident: int | None = None, browser_id: str | None = None) -> None:
         """A sign of life from the far end: media arrived, or its page posted a report."""
-        claim = self._current()
-        lapsed = self._lapsed
-        if claim is None and lapsed is not None and (lapsed.ident == ident or lapsed.holder == browser_id):
-            claim, self._lapsed = lapsed, None  # back before anyone else took the seat
-            self._claim = claim
+        claim = self._current() or self._lapsed()  # a lapsed one is back before anyone else took the seat
         if claim is not None and claim.state == "connected" and (claim.ident == ident or claim.holder == browser_id):
             claim.heard_at = self._clock()
 
     def release(self, ident: int) -> None:
         if self._claim is not None and self._claim.ident == ident:
             self._claim = None
-        if self._lapsed is not None and self._lapsed.ident == ident:
-            self._lapsed = None
 
     def clear(self) -> None:
-        self._claim = self._lapsed = None
+        self._claim = None
