@@ -352,11 +352,12 @@ def real_speakers(folder: Path, split: str = "TEST") -> dict:
     profiles = {s: VoiceProfile.fit(r["ENROL"].samples) for s, r in readings.items()}
     persona_ref = {s: judge.embed(r["REFERENCE"].samples) for s, r in readings.items()}
     own_wer = {s: rv.word_error_rate(r[split]) for s, r in readings.items()}
+    own_voice = {s: judge.embed(r[split].samples) for s, r in readings.items()}  # each operator's, once
     pairs = {}
     for operator, persona in ((o, p) for o in rv.VOICES for p in rv.VOICES if o != p):
         said = readings[operator][split]
         converted = _convert_48k(profiles[persona], said.samples)
-        before = judge.cosine(judge.embed(said.samples), persona_ref[persona])
+        before = judge.cosine(own_voice[operator], persona_ref[persona])
         after = judge.cosine(judge.embed(converted), persona_ref[persona])
         wer = rv.word_error_rate(said, converted)
         # The same, with the operator's statistics fitted first from their own eight enrolment sentences.

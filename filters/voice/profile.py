@@ -104,12 +104,12 @@ def _yin(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     # about 25% fewer frames voiced than WORLD's Harvest, and those frames were synthesised as noise.
     weak = (depth < YIN_CONTINUE) & loud & ~voiced
     if weak.any() and len(centres) > 1 and np.all(np.diff(centres) == FRAME):
-        near = np.log(YIN_CONTINUE_RATIO)
+        steady = np.abs(np.log(f0[1:] / f0[:-1])) < np.log(YIN_CONTINUE_RATIO)  # neighbours' pitch agrees
         for _ in range(YIN_CONTINUE_FRAMES):
             left = np.zeros_like(voiced)
-            left[1:] = voiced[:-1] & (np.abs(np.log(f0[1:] / f0[:-1])) < near)
+            left[1:] = voiced[:-1] & steady
             right = np.zeros_like(voiced)
-            right[:-1] = voiced[1:] & (np.abs(np.log(f0[:-1] / f0[1:])) < near)
+            right[:-1] = voiced[1:] & steady
             grow = weak & (left | right)
             if not grow.any():
                 break
