@@ -43,7 +43,7 @@ async def test_an_expired_or_withdrawn_link_is_refused() -> None:
 
     room = SfuRoom("http://127.0.0.1:1/janus")
     old, gone, good = room.invite("Mum"), room.invite("Dad"), room.invite("Ann")
-    old.created_at -= old.ttl_s + 1
+    old.invite.created_at -= old.invite.ttl_s + 1  # the Invite's own expiry decides
     await room.withdraw(gone)
     for far_end, status in ((old, 403), (gone, 403), (good, None)):
         got = room._far_end(make_mocked_request("GET", f"/sfu/join/{far_end.token}",

@@ -38,7 +38,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from calls import schema
 from calls.ice import rtc_configuration
-from calls.invites import DEFAULT_TTL_S, FAREND_COOKIE, new_token
+from calls.invites import DEFAULT_TTL_S, FAREND_COOKIE, Invite, new_token
 from calls.sfu.janus import JanusError, JanusHandle, JanusServer, JanusSession
 from calls.tracks import PersonaAudioTrack, PersonaVideoTrack, consume_video
 from engine.media import VideoFrame
@@ -80,11 +80,8 @@ class FarEnd:
     """One named far end: its link, its browser, its handles in the room and its picture for the operator."""
 
     name: str
-    token: str = field(default_factory=new_token)
+    invite: Invite = field(default_factory=Invite)  # like the peer-to-peer link: token, expiry, withdrawal
     ident: str = field(default_factory=lambda: secrets.token_hex(4))
-    created_at: float = field(default_factory=time.time)
-    ttl_s: float = DEFAULT_TTL_S  # like the peer-to-peer link: valid for --invite-hours
-    revoked: bool = False
     browser: str | None = None  # the cookie of the browser that holds this link
     subscriber: JanusHandle | None = None
     publisher: JanusHandle | None = None
@@ -95,10 +92,17 @@ class FarEnd:
     report: dict | None = None
     joined_at: float | None = None
 
+    @property
+    def token(self) -> str:
+        return self.invite.token
+
+    @property
+    def revoked(self) -> bool:
+        return self.invite.revoked
+
     def describe(self, base_url: str) -> dict:
         return {"id": self.ident, "name": self.name, "join_url": f"{base_url}/sfu/join/{self.token}",
-                "expires_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created_at + self.ttl_s)),
-                "revoked": self.revoked, "joined": self.joined_at is not None and not self.revoked,
+                **self.invite.describe(), "joined": self.joined_at is not None and not self.revoked,
                 "publishing": self.feed is not None, "report": {k: v for k, v in (self.report or {}).items()
                                                                  if k != "snapshot"}}
 
@@ -176,7 +180,7 @@ class SfuRoom:
         if not isinstance(name, str) or not _NAME.match(name.strip()):
             raise schema.BadMessage("a far end's name is 1-40 letters, digits, spaces, dots, hyphens or apostrophes")
         ttl = self.call.state.invite.ttl_s if self.call is not None else DEFAULT_TTL_S
-        far_end = FarEnd(name=name.strip(), ttl_s=ttl)
+        far_end = FarEnd(name=name.strip(), invite=Invite(ttl_s=ttl))
         self.far_ends[far_end.token] = far_end
         return far_end
 
@@ -185,7 +189,7 @@ class SfuRoom:
 
     async def withdraw(self, far_end: FarEnd) -> None:
         """Refuse this link from now on and take only this person out of the room."""
-        far_end.revoked = True
+        far_end.invite.revoked = True
         if far_end.feed is not None and self._publisher is not None:
             try:
                 await self._publisher.request({"request": "kick", "room": self.room, "secret": self.secret,
@@ -310,10 +314,9 @@ class SfuRoom:
         far_end = self.far_ends.get(token) if isinstance(token, str) else None
         if far_end is None:
             return self._refused("The invitation code in this link is wrong.")
-        if far_end.revoked:
-            return self._refused("This invitation was withdrawn by the person who sent it.")
-        if time.time() >= far_end.created_at + far_end.ttl_s:
-            return self._refused("This invitation has expired.")
+        reason = far_end.invite.check(token)  # withdrawn or expired, as for the peer-to-peer link
+        if reason is not None:
+            return self._refused(reason)
         browser = request.cookies.get(FAREND_COOKIE)
         if request.method == "POST":
             if browser is None:
