@@ -117,7 +117,11 @@ def crop(image: np.ndarray, window: Window, aspect: float, size: tuple[int, int]
     h, w = image.shape[:2]
     x0, y0 = int(np.ceil(m[0, 2])), int(np.ceil(m[1, 2]))  # where the picture's edges landed
     x1, y1 = int(np.floor(w * scale + m[0, 2])), int(np.floor(h * scale + m[1, 2]))
-    for part in (out[:max(y0, 0)], out[min(y1, out_h):], out[:, :max(x0, 0)], out[:, min(x1, out_w):]):
+    top, bottom = min(max(y0, 0), out_h), max(min(y1, out_h), max(y0, 0))
+    left, right = min(max(x0, 0), out_w), max(min(x1, out_w), max(x0, 0))
+    # Four bands that do not overlap (top and bottom take the corners), so each fill pixel is blurred
+    # and dimmed once: overlapping bands darkened the corners twice.
+    for part in (out[:top], out[bottom:], out[top:bottom, :left], out[top:bottom, right:]):
         if part.size:
             part[:] = (cv2.GaussianBlur(part, (0, 0), 6) * 0.6).astype(np.uint8)
     return out

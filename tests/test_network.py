@@ -132,6 +132,20 @@ def test_viewport_out_of_range_is_refused_or_clamped() -> None:
     assert framer.set_viewport(100, 10000) == pytest.approx(0.4)
 
 
+def test_the_soft_fill_is_as_bright_in_the_corners_as_along_the_edges() -> None:
+    """A close-up on a screen of the picture's own shape: the window reaches past all four edges. The fill
+    is one blurred, dimmed mirror everywhere; the corners were dimmed twice (0.36 instead of 0.6 of the
+    picture), four dark squares around her face."""
+    from calls.framing import crop, largest_height
+
+    grey = np.full((480, 640, 3), 200, np.uint8)
+    out = crop(grey, Window(320, 240, largest_height(4 / 3, 640, 480)), 4 / 3, (640, 480))[..., 0].astype(int)
+    edges = [out[0, 320], out[-1, 320], out[240, 0], out[240, -1]]
+    corners = [out[0, 0], out[0, -1], out[-1, 0], out[-1, -1]]
+    assert out[240, 320] == 200 and max(edges) < 200
+    assert min(corners) >= min(edges) - 2 and max(corners) <= max(edges) + 2, (corners, edges)
+
+
 # -- Opus in-band FEC ------------------------------------------------------------------------------
 
 def _opus_modes(fec_loss_pct: int) -> set[int]:
