@@ -330,12 +330,12 @@ async def measure(photo: np.ndarray, profile: dict, seconds: float = MEASURE_S, 
         pipeline = await asyncio.to_thread(passthrough_pipeline if persona is None else default_pipeline, *(
             () if persona is None else (persona,)))
         state, runner, url = await start_relay(pipeline, source, media)
+        if not hold:
+            state.voice_hold_max_ms = 0.0  # for the call: a reconnect (the outage) keeps it off too
         try:
             async with devtools_page(url, PHONE_UPRIGHT, autoplay_without_tap=True) as (page, browser):
                 await _until(page, "(() => { const r = window.evercall && window.evercall.lastReport;"
                                    " return r && r.video && r.video.framesDecoded > 30; })()", 60)
-                if not hold and state.voice_hold is not None:
-                    state.voice_hold.max_ms = 0.0
                 await asyncio.sleep(WARMUP_S)
                 await page.evaluate("window.evercall.gaps.longestMs = 0")
                 await page.evaluate(MARKS_JS)

@@ -7,7 +7,8 @@ Three small jobs, each needed because a grandmother's home Wi-Fi or 4G is not th
   the framing can send fewer pixels on a thin path instead of a picture that freezes;
 - `PathFollower`: caps that bitrate by the far end's reported loss (aiortc itself follows only REMB);
 - `VoiceHold`: how long the relay holds her voice back so that it does not run ahead of a picture that
-  waits for retransmissions on a lossy path (the page reports the lag, PersonaAudioTrack applies the hold);
+  waits for retransmissions on a lossy path (the page reports the lag, PersonaAudioTrack applies the hold
+  in the pauses `PauseFinder` finds, relative to the operator's own voice and room);
 - `Impairment` / `impaired_paths()`: loss, delay, a rate limit and outages applied in user space to every
   UDP datagram aioice sends or receives (this machine's kernel has no `netem`). Tests and the benchmark
   put the relay's side of a call behind it; a browser far end then sees a real lossy, slow path.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import statistics
 import time
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import aioice.ice
+import numpy as np
 
 # What makes a link "weak" for a video call (any one of them): a picture that stutters or freezes, voice
 # that is being patched up, or a delay that makes conversation awkward.
@@ -152,6 +155,9 @@ class PathFollower:
                     counted = now
 
 
+HOLD_MAX_MS = 150.0  # the most the voice is held back for the picture (0: the hold is off)
+
+
 class VoiceHold:
     """How many milliseconds the relay holds the voice back, following the lag the far end's browser reports.
 
@@ -171,7 +177,7 @@ class VoiceHold:
     (or the voice behind), and the hold goes back to 0: only a lossy path costs her that much voice delay.
     """
 
-    def __init__(self, max_ms: float = 150.0, step_ms: float = 20.0, every_s: float = 1.0,
+    def __init__(self, max_ms: float = HOLD_MAX_MS, step_ms: float = 20.0, every_s: float = 1.0,
                  deadband_ms: float = 15.0, window: int = 5, min_reports: int = 3,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_ms, self.step_ms, self.every_s, self.deadband_ms = max_ms, step_ms, every_s, deadband_ms
@@ -206,6 +212,48 @@ class VoiceHold:
         lag = statistics.median(self._lags) if self._lags else None
         return {"hold_ms": round(self.applied_ms, 1), "target_ms": round(self.target_ms, 1),
                 "lag_reported_ms": None if lag is None else round(lag, 1)}
+
+
+class PauseFinder:
+    """Tells a pause between words from speech, frame by frame, for the voice hold (which may grow or
+    shrink only in a pause), relative to the voice and the room it has heard.
+
+    A fixed level cannot serve both ends: a quiet operator (a soft voice, a far microphone: speech at
+    -45 dBFS) is all "pause" under -40 dBFS, so the hold would cut into words; a noisy room (a fan at
+    -35 dBFS) is all "speech", so the hold would never move. So two levels are followed: the room's, the
+    10th percentile of the frame levels of the last `window_s` (the quietest moments), and the voice's,
+    a running mean (time constant `tau_s`) of the frames clearly above the room (`voiced_db` or more).
+    A frame is a pause below the middle of the two (in dB), but always `margin_db` below the voice and
+    never below `floor_db`. It starts from a normal call level (voice -20 dBFS, room -60: -40 dBFS).
+    """
+
+    def __init__(self, frame_s: float, voice_db: float = -20.0, room_db: float = -60.0, window_s: float = 2.0,
+                 tau_s: float = 1.5, voiced_db: float = 12.0, margin_db: float = 6.0, floor_db: float = -70.0) -> None:
+        self.voice_db, self._start_room_db = voice_db, room_db
+        self.voiced_db, self.margin_db, self.floor_db = voiced_db, margin_db, floor_db
+        self._levels: deque[float] = deque(maxlen=max(1, round(window_s / frame_s)))
+        self._alpha = 1.0 - math.exp(-frame_s / tau_s)
+
+    @property
+    def room_db(self) -> float:
+        return float(np.percentile(self._levels, 10)) if self._levels else self._start_room_db
+
+    @property
+    def threshold_db(self) -> float:
+        """Frames below this level (dBFS) are a pause."""
+        middle = (self.voice_db + self.room_db) / 2
+        return max(self.floor_db, min(self.voice_db - self.margin_db, middle))
+
+    def quiet(self, samples: np.ndarray) -> bool:
+        """Whether this frame is a pause; it also teaches the finder the room's and the voice's level."""
+        power = float(np.mean(np.square(samples, dtype=np.float64))) if samples.size else 0.0
+        if power < 1e-10:  # digital silence (a stalled source): a pause, and nothing to learn the room from
+            return True
+        level = 10 * math.log10(power)
+        self._levels.append(level)
+        if level >= self.room_db + self.voiced_db:
+            self.voice_db += self._alpha * (level - self.voice_db)
+        return level < self.threshold_db
 
 
 # -- an impaired path, in user space ------------------------------------------------------------------

@@ -46,7 +46,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from calls import schema
 from calls.console import Controls, CpuMeter, figures
 from calls.framing import FaceFramer
-from calls.network import PathFollower, VoiceHold, link_figures, video_bitrate
+from calls.network import HOLD_MAX_MS, PathFollower, VoiceHold, link_figures, video_bitrate
 from calls.ice import rtc_configuration
 from calls.media_options import MediaOptions, answered_video_codec, prefer_video_codec
 from calls.invites import FAREND_COOKIE, FarEndSeat, Invite, new_token
@@ -106,6 +106,7 @@ class CallState:
     mode: str = "swap"  # the face mode in use now (the console can switch it)
     sending_codec: str | None = None  # the video codec the far end accepted, once a call is answered
     voice_hold: VoiceHold | None = None  # how long the voice waits for her picture (lossy paths), this call
+    voice_hold_max_ms: float = HOLD_MAX_MS  # the call's bound for every connection's hold (0: off), kept on reconnect
 
     def record(self, event: str, **fields: Any) -> None:
         """Append to the call's audit log (CallAssembly.record); a logging failure never ends the call."""
@@ -442,7 +443,8 @@ class CallServer:
                 pc.addTrack(PersonaVideoTrack(pipeline.video_out, pipeline.note_video_sent, size=media.size,
                                               max_fps=media.fps, reframe=functools.partial(self._reframe, pc)))
             if "audio" in offered:
-                self.state.voice_hold = VoiceHold() if "video" in offered else None  # follows her reports
+                self.state.voice_hold = (VoiceHold(max_ms=self.state.voice_hold_max_ms) if "video" in offered
+                                         else None)  # follows her reports
                 pc.addTrack(PersonaAudioTrack(pipeline.audio_out, pipeline.note_audio_sent,
                                               frame=media.audio_frame_samples, hold=self.state.voice_hold))
             await pc.setLocalDescription(await pc.createAnswer())

@@ -19,6 +19,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from calls.network import PauseFinder
 from engine.audio_io import to_mono
 from engine.media import VideoFrame, now
 from engine.pipeline import AUDIO_BLOCK, AUDIO_RATE
@@ -105,9 +106,10 @@ class PersonaAudioTrack(MediaStreamTrack):
     With a `hold` (calls/network.py: VoiceHold) the voice goes out that many frames later, so that on a
     lossy path it does not run ahead of the picture. The hold grows by sending a frame of silence in place
     of the next one and shrinks by leaving out a frame, one frame at a time and only where the voice is
-    quiet on both sides (a pause), so she never hears a cut or a stretch in a word; `on_sent` still gets
-    each block as it is read (the pipeline's own A/V hold must not follow this one), and the ring's voice
-    mark goes on after the hold, so its timeline is the one she receives.
+    quiet on both sides (a pause, judged against this voice and room: calls/network.py PauseFinder), so she
+    never hears a cut or a stretch in a word; `on_sent` still gets each block as it is read (the pipeline's
+    own A/V hold must not follow this one), and the ring's voice mark goes on after the hold, so its
+    timeline is the one she receives.
     """
 
     kind = "audio"
@@ -120,6 +122,7 @@ class PersonaAudioTrack(MediaStreamTrack):
         # `_line` before they go: the voice leaves that much later, still one packet per frame as it comes.
         self._hold = hold
         self._line: deque[tuple[np.ndarray, bool]] = deque()  # each frame and whether it is quiet
+        self._pauses = None if hold is None else PauseFinder(frame / AUDIO_RATE)  # relative to this voice
         self._last_out_quiet = True
         self._on_sent = on_sent  # called with the capture time of each block sent
         self._frame = frame
@@ -170,7 +173,7 @@ class PersonaAudioTrack(MediaStreamTrack):
         """`samples` into the hold line; what leaves it now (one frame), moving the hold one frame towards
         its target where the voice is quiet."""
         line = self._line
-        line.append((samples, _quiet(samples)))  # each frame's loudness is measured once, as it comes in
+        line.append((samples, self._pauses.quiet(samples)))  # each frame's loudness is measured once
         held = len(line) - 1  # frames that stay in the line if the oldest one leaves now
         want = self._hold.frames(period)
         if want > held and self._last_out_quiet and line[0][1]:
@@ -183,13 +186,6 @@ class PersonaAudioTrack(MediaStreamTrack):
         self._last_out_quiet = quiet
         self._hold.applied_ms = self.held_ms
         return out
-
-
-QUIET_RMS = 0.01  # -40 dBFS: a pause between words, not a soft syllable
-
-
-def _quiet(samples: np.ndarray) -> bool:
-    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) < QUIET_RMS if samples.size else True
 
 
 async def consume_video(track: MediaStreamTrack, sink: LatestSlot[VideoFrame]) -> None:

@@ -400,6 +400,47 @@ async def test_voice_hold_delays_the_voice_and_changes_only_in_pauses() -> None:
     assert pts == [frame * k for k in range(len(pts))], "one packet per frame, the audio clock unbroken"
 
 
+@pytest.mark.parametrize("word_rms, pause_rms", [(0.005, 0.0002), (0.1, 0.02)], ids=["quiet-speaker", "noisy-room"])
+async def test_voice_hold_finds_the_pauses_of_a_quiet_speaker_and_in_a_noisy_room(word_rms, pause_rms) -> None:
+    """Pauses are told from words against the voice and room heard so far, not a fixed -40 dBFS: a soft
+    voice at -46 dBFS (all "pause" under a fixed level: the hold cut into her words) and a room whose fan
+    is at -34 dBFS (all "speech": the hold never moved). Either way the hold reaches its target, only in
+    the pauses: no silence lands inside a word and no word frame is left out."""
+    from calls.network import VoiceHold
+    from calls.tracks import PersonaAudioTrack
+    from engine.media import now
+    from engine.stages import AudioRing
+
+    frame, rng = 480, np.random.default_rng(5)
+    ring = AudioRing(48000, capacity_s=0.3)
+    hold = VoiceHold()
+    track = PersonaAudioTrack(ring, frame=frame, grace_s=10.0, hold=hold)
+    sent, out = [], []
+
+    async def say(words: int, set_target_after: int | None = None) -> None:
+        for w in range(words):  # a word of 0.3 s (its loudness swells and falls), then a pause of 0.15 s
+            envelope = 0.5 + 0.5 * np.sin(np.linspace(0, np.pi, 30))
+            blocks = [("word", word_rms * e) for e in envelope] + [("pause", pause_rms)] * 15
+            for k, (kind, rms) in enumerate(blocks):
+                if w == set_target_after and k == 10:
+                    hold.target_ms = 30.0  # asked for in the middle of a word
+                ring.write((rms * rng.standard_normal(frame)).astype(np.float32), now())
+                got = await asyncio.wait_for(track.recv(), 20.0)
+                sent.append(kind)
+                out.append(got.to_ndarray().reshape(-1).astype(np.float32) / 32767)
+
+    await say(10)  # four and a half seconds of talk: the finder learns this voice and this room
+    assert track.held_ms == 0
+    await say(4, set_target_after=0)
+    assert track.held_ms == 30 and hold.applied_ms == 30, "the hold reached its target in the pauses"
+    level = np.sqrt(word_rms * pause_rms)  # between a pause and the softest part of a word
+    kinds = ["silence" if not b.any() else "word" if np.sqrt(np.mean(b**2)) > level else "pause" for b in out]
+    assert kinds.count("word") == sent.count("word"), "no word frame left out"
+    inserted = [i for i, k in enumerate(kinds) if k == "silence"]
+    assert len(inserted) == 3, kinds
+    assert all(kinds[i - 1] != "word" and kinds[i + 1] != "word" for i in inserted), "silence inside a word"
+
+
 async def test_the_answer_puts_voice_and_picture_in_one_stream_and_reports_move_the_hold(server) -> None:
     """Chromium lip-syncs only the tracks of one MediaStream (one msid stream id, one RTCP CNAME); the
     relay's answer has both there, and the lag the page reports steers the relay's voice hold."""
@@ -441,3 +482,39 @@ async def test_the_answer_puts_voice_and_picture_in_one_stream_and_reports_move_
             assert figures["target_ms"] == hold.target_ms and figures["lag_reported_ms"] == 100
     finally:
         await pc.close()
+
+
+async def test_a_voice_hold_turned_off_stays_off_when_she_reconnects(server) -> None:
+    """The hold's bound is the call's (bench_network --no-hold sets it to 0): each new connection's hold
+    takes it, so a reconnect after an outage does not quietly turn the hold back on."""
+    import aiohttp
+    from aiortc import RTCPeerConnection
+
+    state, base = server
+    state.voice_hold_max_ms = 0.0
+    join = f"{base}/join/{state.invite.token}"
+    holds = []
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(join) as r:
+            assert r.status == 200
+        for _ in range(2):  # she connects, then her page reconnects (same browser)
+            pc = RTCPeerConnection()
+            pc.addTransceiver("video", direction="recvonly")
+            pc.addTransceiver("audio", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            try:
+                async with s.post(f"{join}/offer", json={"sdp": pc.localDescription.sdp,
+                                                         "type": pc.localDescription.type}) as r:
+                    assert r.status == 200, await r.text()
+                hold = state.voice_hold
+                assert hold is not None and hold not in holds
+                holds.append(hold)
+                hold.every_s = 0.0
+                for _ in range(5):  # her picture is 100 ms behind: an enabled hold would move
+                    async with s.post(f"{join}/report", json={"connectionState": "connected",
+                                                              "video": {"framesDecoded": 100,
+                                                                        "behindVoiceMs": 100}}) as r:
+                        assert r.status == 204, await r.text()
+                assert hold.target_ms == 0, "the hold stays off"
+            finally:
+                await pc.close()
