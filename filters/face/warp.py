@@ -46,8 +46,27 @@ def _fill_ids(ids: np.ndarray, local: np.ndarray, triangles: np.ndarray, ok: np.
     fixed point). The corners are gathered once for all triangles: per-call indexing in the loop cost as
     much as the filling itself (hundreds of triangles a frame)."""
     idx = np.flatnonzero(ok)
+    fill = cv2.fillConvexPoly
     for t, poly in zip(idx.tolist(), local[triangles[idx]]):
-        cv2.fillConvexPoly(ids, poly, t, cv2.LINE_8, 4)
+        fill(ids, poly, t, cv2.LINE_8, 4)
+
+
+def _coefficients(mats: np.ndarray, outside: tuple[float, ...]) -> np.ndarray:
+    """The affines as a (6, T + 1) float32 table, one row per coefficient, with `outside` as the last
+    column (what pixels no triangle covers get): gathering each row by the id image gives contiguous
+    planes, where one (H, W, 6) gather would make every later multiply-add stride over six floats."""
+    n = len(mats)
+    coef = np.empty((6, n + 1), np.float32)
+    coef[:, :n] = mats.reshape(n, 6).T
+    coef[:, n] = outside
+    return coef
+
+
+def _maps(coef: np.ndarray, ids: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel source coordinates: x = gx * c0 + gy * c2 + c4, y = gx * c1 + gy * c3 + c5, with each
+    pixel's coefficients looked up by its triangle id."""
+    c0, c1, c2, c3, c4, c5 = (row[ids] for row in coef)
+    return gx * c0 + gy * c2 + c4, gx * c1 + gy * c3 + c5
 
 
 def warp_face(
@@ -84,16 +103,12 @@ def warp_face(
     flat = mats.reshape(n, 6).astype(np.float64)
     flat[:, 4] += x0 * flat[:, 0] + y0 * flat[:, 2]
     flat[:, 5] += x0 * flat[:, 1] + y0 * flat[:, 3]
-    coef = np.empty((n + 1, 6), np.float32)
-    coef[:n] = flat
-    coef[n] = (0, 0, 0, 0, -1e4, -1e4)
-    c = coef[ids]
+    coef = _coefficients(flat, (0, 0, 0, 0, -1e4, -1e4))
     gx = np.arange(x1 - x0, dtype=np.float32)[None, :]
     gy = np.arange(y1 - y0, dtype=np.float32)[:, None]
-    map_x = gx * c[..., 0] + gy * c[..., 2] + c[..., 4]
-    map_y = gx * c[..., 1] + gy * c[..., 3] + c[..., 5]
+    map_x, map_y = _maps(coef, ids, gx, gy)
     patch = cv2.remap(src_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    mask = (ids < n).astype(np.uint8) * 255
+    mask = cv2.compare(ids, n, cv2.CMP_LT)  # 255 inside the mesh, 0 outside
     return patch, mask, (int(x0), int(y0), int(x1), int(y1))
 
 
@@ -119,28 +134,23 @@ def warp_dense(
     gh, gw = -(-h // step), -(-w // step)
     mats, ok = _affines(dst_pts, src_pts, triangles)
     n = len(triangles)
-    coef = np.empty((n + 1, 6), np.float32)
-    coef[:n] = mats.reshape(n, 6)
-    coef[n] = (1, 0, 0, 1, 0, 0)  # identity for pixels outside the mesh
+    coef = _coefficients(mats, (1, 0, 0, 1, 0, 0))  # identity for pixels outside the mesh
     # One grid cell of margin on every side (identity there: the frame border is fixed), so the pixels of
     # the outermost rows and columns are interpolated, not clamped to the first sample half a step in.
     ids = np.full((gh + 2, gw + 2), n, dtype=np.int32)
     half = (step - 1) / 2.0  # grid sample i stands for the full-resolution pixel step * (i - 1) + half
     local = np.round(((np.asarray(dst_pts, np.float64) - half) / step + 1) * 16).astype(np.int32)
     _fill_ids(ids, local, triangles, ok)
-    c = coef[ids]  # (gh + 2, gw + 2, 6): src x = x * c0 + y * c2 + c4, src y = x * c1 + y * c3 + c5
     gx = (np.arange(-1, gw + 1, dtype=np.float32) * step + half)[None, :]
     gy = (np.arange(-1, gh + 1, dtype=np.float32) * step + half)[:, None]
-    map_x = gx * c[..., 0] + gy * c[..., 2] + c[..., 4]
-    map_y = gx * c[..., 1] + gy * c[..., 3] + c[..., 5]
+    map_x, map_y = _maps(coef, ids, gx, gy)
     if step > 1:
         size = ((gw + 2) * step, (gh + 2) * step)
         map_x = cv2.resize(map_x, size, interpolation=cv2.INTER_LINEAR)[step : step + h, step : step + w]
         map_y = cv2.resize(map_y, size, interpolation=cv2.INTER_LINEAR)[step : step + h, step : step + w]
     else:
         map_x, map_y = map_x[1 : 1 + h, 1 : 1 + w], map_y[1 : 1 + h, 1 : 1 + w]
-    if pin_border:
-        map_x, map_y = np.ascontiguousarray(map_x), np.ascontiguousarray(map_y)
+    if pin_border:  # in place: remap takes the row-strided views as they are, no copy needed
         xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
         map_x[[0, -1], :], map_y[[0, -1], :] = xs, np.float32([[0], [h - 1]])
         map_x[:, [0, -1]], map_y[:, [0, -1]] = np.float32([0, w - 1]), ys[:, None]
