@@ -70,6 +70,20 @@ def _rect(size: float) -> np.ndarray:
     return np.ones((k, k), np.uint8)
 
 
+def _median_u8(values: np.ndarray) -> float:
+    """np.median of small non-negative integers, by counting: a sort-free O(n), exact (a half-integer
+    where the count is even), and the same value np.median gives."""
+    n = len(values)
+    below = np.cumsum(np.bincount(values))
+    lo, hi = np.searchsorted(below, [(n - 1) // 2, n // 2], side="right")
+    return (float(lo) + float(hi)) / 2
+
+
+def _doubled_deviation(values: np.ndarray, centre: float) -> np.ndarray:
+    """2 |values - centre| as integers, for a centre that is a whole or half integer (a median of integers)."""
+    return np.abs(2 * values.astype(np.int32) - int(round(2 * centre)))
+
+
 class OccluderDetector:
     """Per frame: a soft mask (0..1) of occluders in front of the operator's face."""
 
@@ -113,7 +127,7 @@ class OccluderDetector:
 
         lab = cv2.cvtColor(small, cv2.COLOR_BGR2Lab)
         ab = lab[..., 1:].astype(np.float32)
-        a0, b0, sa, sb = self._skin_model(ab[judged])
+        a0, b0, sa, sb = self._skin_model(lab[..., 1][judged], lab[..., 2][judged])
         dist = np.sqrt(((ab[..., 0] - a0) / sa) ** 2 + ((ab[..., 1] - b0) / sb) ** 2)
         flagged = ((dist > THRESHOLD) & judged).astype(np.uint8) * 255
         # The model learns only from frames with next to nothing in front of the face.
@@ -137,13 +151,16 @@ class OccluderDetector:
                           interpolation=cv2.INTER_NEAREST) > 0
         return Occlusion(soft, skin & (soft == 0))
 
-    def _skin_model(self, ab: np.ndarray) -> np.ndarray:
-        """The skin chroma model (a, b, spread a, spread b): learnt from the first frame (median and MAD hold
-        while an occluder covers less than half the face), then followed only through clear frames."""
+    def _skin_model(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The skin chroma model (a, b, spread a, spread b) from the judged pixels' Lab chroma `a` and `b`
+        (uint8): learnt from the first frame (median and MAD hold while an occluder covers less than half
+        the face), then followed only through clear frames."""
         if self._model is not None and not self._clear:
             return self._model
-        med = np.median(ab, axis=0)
-        spread = np.maximum(1.4826 * np.median(np.abs(ab - med), axis=0), MIN_SPREAD)
+        med = np.array([_median_u8(a), _median_u8(b)], np.float32)
+        mad = np.array([_median_u8(_doubled_deviation(a, med[0])), _median_u8(_doubled_deviation(b, med[1]))],
+                       np.float32) * np.float32(0.5)
+        spread = np.maximum(1.4826 * mad, MIN_SPREAD)
         current = np.concatenate([med, spread])
         self._model = current if self._model is None else self._model + MODEL_RATE * (current - self._model)
         return self._model
