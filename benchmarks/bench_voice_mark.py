@@ -13,6 +13,8 @@ to benchmarks/results/voice_mark.json:
 - signal-to-mark ratio over the blocks where someone speaks;
 - word error rate of pocketsphinx's own English model on the festival voices, unmarked, marked and with a
   slight extra noise (control), paired per sentence over several room-noise draws, with standard errors.
+`--only wer --wer-draws N` runs just that last part (to benchmarks/results/voice_mark_wer.json): each
+draw adds about the same decoding time, and the standard error falls as one over the root of N.
 
 Speech: Debian festival's voices of real speakers (kal, ked: diphone recordings; slt: a model of a real
 speaker) when installed, plus espeak-ng voices; a faint room-noise floor (-60 dBFS) is added before
@@ -54,6 +56,7 @@ PAYLOAD = make_payload(PERSONA, CALL)
 ROOM_NOISE_DBFS = -60.0
 SPEECH_RMS = 0.08  # about -22 dBFS, a normal call level
 RESULTS = Path(__file__).resolve().parent / "results" / "voice_mark.json"
+WER_RESULTS = RESULTS.with_name("voice_mark_wer.json")
 
 
 def _level(x: np.ndarray, rms: float = SPEECH_RMS) -> np.ndarray:
@@ -166,58 +169,107 @@ def cost(speech: np.ndarray, rounds: int = 5, per_round: int = 400) -> dict:
             "detect_ms_per_3s_window": round((time.perf_counter() - start) / 10 * 1e3, 1)}
 
 
+CONDITIONS = ("unmarked", "control_other_noise", "marked")
+
+
 def _errors(reading: rv.Reading, samples48: np.ndarray) -> np.ndarray:
-    """Word errors per sentence of `reading` in `samples48` (48 kHz, time-aligned with the reading)."""
+    """Word errors per sentence of `reading` in `samples48` (48 kHz, time-aligned with the reading).
+
+    Each pass starts with a fresh decoder: pocketsphinx carries its live cepstral mean from one utterance
+    to the next, so otherwise a condition would be heard through the history of the ones decoded before it
+    (and the figures would depend on the order, or on how the draws are shared among processes)."""
+    rv._decoder.cache_clear()
     return rv.sentence_errors(reading, resample(samples48, RATE, rv.RATE)[: len(reading.samples)])
 
 
-def word_error_rates(voices: dict, seeds: int = 3) -> dict:
+def _one_draw(task: tuple[rv.Reading, int]) -> dict[str, np.ndarray]:
+    """One room-noise draw of one reading, decoded unmarked, with a second noise (control) and marked."""
+    reading, seed = task
+    noise = 10 ** (ROOM_NOISE_DBFS / 20)
+    clean = _level(resample(reading.samples, rv.RATE, RATE))
+    rng = np.random.default_rng(100 + seed)
+    x = (clean + noise * rng.standard_normal(len(clean))).astype(np.float32)
+    other = x + (noise * rng.standard_normal(len(x))).astype(np.float32)
+    return {"unmarked": _errors(reading, x), "control_other_noise": _errors(reading, other),
+            "marked": _errors(reading, mark_track(x, PERSONA, CALL, RATE))}
+
+
+def _wer_summary(readings: dict[str, rv.Reading], draws: list[dict[str, dict[str, np.ndarray]]]) -> dict:
+    """The report over the draws done: draws[i][voice][condition] = word errors per sentence."""
+    seeds = len(draws)
+    n_words = {name: np.array([len(rv.words(t)) for t in r.texts]) for name, r in readings.items()}
+    words = int(sum(n.sum() for n in n_words.values()))
+    per: dict = {}
+    for name in readings:
+        total = n_words[name].sum()
+        per[name] = {k: round(float(sum(d[name][k].sum() for d in draws)) / (seeds * total), 4) for k in CONDITIONS}
+        per[name]["unmarked_per_draw"] = [round(float(d[name]["unmarked"].sum() / total), 4) for d in draws]
+    # errors per sentence and draw, in one order for every condition (so they pair)
+    flat = {k: np.concatenate([d[name][k] for d in draws for name in readings]) for k in CONDITIONS}
+    decoded = words * seeds
+
+    def paired(k: str, base: str = "unmarked") -> dict[str, float]:
+        """The difference in WER, its standard error over sentence-and-draw pairs, and (a check that does
+        not assume the sentences of one draw independent) over whole draws."""
+        d = flat[k] - flat[base]
+        out = {"diff": round(float(d.sum()) / decoded, 4),
+               "se": round(float(np.std(d, ddof=1) * np.sqrt(len(d))) / decoded, 4)}
+        if seeds > 1:
+            per_draw = [sum(float((dr[n][k] - dr[n][base]).sum()) for n in readings) / words for dr in draws]
+            out["se_by_draw"] = round(float(np.std(per_draw, ddof=1) / np.sqrt(seeds)), 4)
+        return out
+
+    marked, control, marked_vs_control = paired("marked"), paired("control_other_noise"), \
+        paired("marked", "control_other_noise")
+    return {"per_voice": per, "mean": {k: round(float(v.sum()) / decoded, 4) for k, v in flat.items()},
+            "noise_draws": seeds, "words_per_draw": words, "words_per_condition": decoded,
+            "marked_minus_unmarked": marked["diff"], "marked_minus_unmarked_se": marked["se"],
+            "marked_minus_unmarked_se_by_draw": marked.get("se_by_draw"),
+            "control_minus_unmarked": control["diff"], "control_minus_unmarked_se": control["se"],
+            "control_minus_unmarked_se_by_draw": control.get("se_by_draw"),
+            "marked_minus_control": marked_vs_control["diff"], "marked_minus_control_se": marked_vs_control["se"],
+            "marked_minus_unmarked_upper_95": round(marked["diff"] + 1.96 * marked["se"], 4)}
+
+
+def word_error_rates(voices: dict, seeds: int = 3, jobs: int = 1, on_draw=None) -> dict:
     """pocketsphinx on each festival reading (23 sentences), unmarked against marked, paired.
 
     The recogniser flips words on any small change, so one reading says little: each reading is recorded
     `seeds` times with a different draw of the -60 dBFS room noise (each an equally good unmarked
     recording), and each draw is decoded unmarked, marked, and with a second independent -60 dBFS noise
     added (the control: a change as slight as the mark's). Differences are paired per sentence and draw;
-    `*_se` is their standard error, so a difference well inside two of them is no difference."""
-    errors: dict[str, dict[str, list]] = {}
-    words = 0
-    per: dict = {}
-    noise = 10 ** (ROOM_NOISE_DBFS / 20)
-    for name, (_, reading) in voices.items():
-        if reading is None:
-            continue
-        clean = _level(resample(reading.samples, rv.RATE, RATE))
-        n_words = np.array([len(rv.words(t)) for t in reading.texts])
-        mine: dict[str, list] = {"unmarked": [], "control_other_noise": [], "marked": []}
-        for seed in range(seeds):
-            rng = np.random.default_rng(100 + seed)
-            x = (clean + noise * rng.standard_normal(len(clean))).astype(np.float32)
-            mine["unmarked"].append(_errors(reading, x))
-            mine["control_other_noise"].append(_errors(reading, x + (noise * rng.standard_normal(len(x))).astype(np.float32)))
-            mine["marked"].append(_errors(reading, mark_track(x, PERSONA, CALL, RATE)))
-        per[name] = {k: round(float(np.sum(v)) / (seeds * n_words.sum()), 4) for k, v in mine.items()}
-        per[name]["unmarked_per_draw"] = [round(float(e.sum() / n_words.sum()), 4) for e in mine["unmarked"]]
-        for k, v in mine.items():
-            errors.setdefault(k, []).extend(v)
-        words += int(n_words.sum())
-    if not per:
+    `*_se` is their standard error, so a difference well inside two of them is no difference.
+
+    `jobs` processes share the draws (the figures do not depend on it); `on_draw(report)` is called with
+    the report so far after each whole draw, so a long run can be saved as it goes."""
+    readings = {name: reading for name, (_, reading) in voices.items() if reading is not None}
+    if not readings:
         return {"skipped": "festival is not installed"}
-    total = {k: np.concatenate(v) for k, v in errors.items()}  # errors per sentence and draw
-    decoded = words * seeds
+    names = [name for _ in range(seeds) for name in readings]  # seed-major: whole draws finish in turn
+    tasks = [(readings[name], seed) for seed in range(seeds) for name in readings]
+    draws: list[dict[str, dict[str, np.ndarray]]] = []
+    done: dict[str, dict[str, np.ndarray]] = {}
+    pool = None
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
 
-    def paired(k: str) -> tuple[float, float]:
-        d = total[k] - total["unmarked"]
-        return round(float(d.sum()) / decoded, 4), round(float(np.std(d, ddof=1) * np.sqrt(len(d))) / decoded, 4)
+        pool = ProcessPoolExecutor(jobs)
+    try:
+        results = pool.map(_one_draw, tasks) if pool is not None else map(_one_draw, tasks)
+        for name, result in zip(names, results):
+            done[name] = result
+            if len(done) == len(readings):
+                draws.append(done)
+                done = {}
+                if on_draw is not None:
+                    on_draw(_wer_summary(readings, draws))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return _wer_summary(readings, draws)
 
-    marked, marked_se = paired("marked")
-    control, control_se = paired("control_other_noise")
-    return {"per_voice": per, "mean": {k: round(float(v.sum()) / decoded, 4) for k, v in total.items()},
-            "noise_draws": seeds, "words_per_draw": words, "words_per_condition": decoded,
-            "marked_minus_unmarked": marked, "marked_minus_unmarked_se": marked_se,
-            "control_minus_unmarked": control, "control_minus_unmarked_se": control_se}
 
-
-def run(windows_per_voice: int = 20, fp_clips: int = 1000, seed: int = 0, wer_draws: int = 3) -> dict:
+def run(windows_per_voice: int = 20, fp_clips: int = 1000, seed: int = 0, wer_draws: int = 3, jobs: int = 1) -> dict:
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     cache = Path(tempfile.gettempdir()) / "evercall-bench-voices"
@@ -236,7 +288,7 @@ def run(windows_per_voice: int = 20, fp_clips: int = 1000, seed: int = 0, wer_dr
                                           for k, (x, _) in voices.items()},
     }
     report.update(cost(speech))
-    report["word_error_rate"] = word_error_rates(voices, wer_draws)
+    report["word_error_rate"] = word_error_rates(voices, wer_draws, jobs)
     print(json.dumps(report, indent=1), flush=True)
     report["found_share_3s"] = found_shares(voices, windows_per_voice, rng)
     report["false_finds"] = false_finds(voices, fp_clips, rng)
@@ -244,14 +296,41 @@ def run(windows_per_voice: int = 20, fp_clips: int = 1000, seed: int = 0, wer_dr
     return report
 
 
+def run_wer(wer_draws: int, jobs: int = 1, out: Path | None = None) -> dict:
+    """Only the word-error part: the one that needs many draws to say "within 0.02" with confidence.
+    With `out`, the report so far is written there after every whole draw (a long run stopped early
+    still leaves every draw it finished)."""
+    started = time.perf_counter()
+    voices = speakers(Path(tempfile.gettempdir()) / "evercall-bench-voices")
+
+    def save(wer: dict) -> None:
+        report = {"word_error_rate": wer, "draws_asked": wer_draws, "seconds": round(time.perf_counter() - started, 1)}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"draw {wer['noise_draws']}: marked-unmarked {wer['marked_minus_unmarked']:+.4f} "
+              f"(se {wer['marked_minus_unmarked_se']:.4f}), control {wer['control_minus_unmarked']:+.4f} "
+              f"(se {wer['control_minus_unmarked_se']:.4f}), {report['seconds']:.0f} s", flush=True)
+
+    wer = word_error_rates(voices, wer_draws, jobs, save if out is not None else None)
+    return {"word_error_rate": wer, "draws_asked": wer_draws, "seconds": round(time.perf_counter() - started, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=20, help="3 s windows per speaker and transform")
     parser.add_argument("--fp-clips", type=int, default=1000, help="unmarked 3 s clips to scan")
     parser.add_argument("--wer-draws", type=int, default=3, help="room-noise draws each reading is decoded on")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only", choices=["wer"], help="run only this part (wer: word error rates, "
+                                                       f"written to {WER_RESULTS.name} unless --out)")
+    parser.add_argument("--jobs", type=int, default=1, help="processes that share the word-error draws")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    report = run(args.windows, args.fp_clips, wer_draws=args.wer_draws)
+    if args.only == "wer":
+        args.out = args.out or WER_RESULTS
+        report = run_wer(args.wer_draws, args.jobs, args.out)
+    else:
+        report = run(args.windows, args.fp_clips, wer_draws=args.wer_draws, jobs=args.jobs)
+        args.out = args.out or RESULTS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
