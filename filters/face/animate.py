@@ -181,11 +181,10 @@ class Retargeter:
     def _blink(self, target: np.ndarray, canon: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> None:
         """Set, in place, the persona's lid gap for one eye from the operator's relative lid gap."""
         assert self._neutral is not None
-        up = np.array([u for u, _ in pairs])
-        lo = np.array([l for _, l in pairs])
+        up, lo = _rows(pairs)
         mid = slice(2, 5)  # the three pairs over the iris: the corners barely open
-        gap_now = float(np.linalg.norm(canon[lo[mid]] - canon[up[mid]], axis=1).mean())
-        gap_rest = float(np.linalg.norm(self._neutral[lo[mid]] - self._neutral[up[mid]], axis=1).mean())
+        gap_now = float(_norms(canon[lo[mid]] - canon[up[mid]]).mean())
+        gap_rest = float(_norms(self._neutral[lo[mid]] - self._neutral[up[mid]]).mean())
         closing = 1.0 - gap_now / max(gap_rest, 1e-6)
         if closing <= 0.0:
             return  # wide eyes: the additive delta already shows them
@@ -214,9 +213,26 @@ def mesh_openness(points: np.ndarray) -> float:
     return mouth_openness(points[LIP_UPPER], points[LIP_LOWER], points[MOUTH_LEFT], points[MOUTH_RIGHT])
 
 
+def _rows(pairs: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(upper, lower) mesh indices of a set of pairs, built once: this runs several times a frame."""
+    rows = _ROWS.get(pairs)
+    if rows is None:
+        rows = _ROWS[pairs] = (np.array([u for u, _ in pairs]), np.array([l for _, l in pairs]))
+    return rows
+
+
+_ROWS: dict[tuple[tuple[int, int], ...], tuple[np.ndarray, np.ndarray]] = {}
+_MID_LIDS = RIGHT_EYE[2:5] + LEFT_EYE[2:5]
+
+
+def _norms(v: np.ndarray) -> np.ndarray:
+    """Row lengths of `v` (N, 2), as np.linalg.norm(v, axis=1) computes them, without its wrapper's cost."""
+    return np.sqrt((v * v).sum(axis=1))
+
+
 def _lid_gap(points: np.ndarray) -> float:
-    pairs = np.array(RIGHT_EYE[2:5] + LEFT_EYE[2:5])
-    return float(np.linalg.norm(points[pairs[:, 1]] - points[pairs[:, 0]], axis=1).mean())
+    up, lo = _rows(_MID_LIDS)
+    return float(_norms(points[lo] - points[up]).mean())
 
 
 def _resting(shape: np.ndarray, neutral: np.ndarray, size: float) -> bool:
@@ -230,8 +246,7 @@ def _resting(shape: np.ndarray, neutral: np.ndarray, size: float) -> bool:
 def _keep_gaps(points: np.ndarray, down: np.ndarray) -> None:
     """Push apart, in place, lids and lips that the deltas would cross (upper below lower): a fold."""
     for pairs, min_gap in ((RIGHT_EYE, MIN_EYE_GAP), (LEFT_EYE, MIN_EYE_GAP), (INNER_LIPS, 0.0)):
-        up = np.array([u for u, _ in pairs])
-        lo = np.array([l for _, l in pairs])
+        up, lo = _rows(pairs)
         gap = (points[lo] - points[up]) @ down
         short = np.maximum(min_gap - gap, 0.0)
         if short.any():

@@ -64,9 +64,19 @@ def _coefficients(mats: np.ndarray, outside: tuple[float, ...]) -> np.ndarray:
 
 def _maps(coef: np.ndarray, ids: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel source coordinates: x = gx * c0 + gy * c2 + c4, y = gx * c1 + gy * c3 + c5, with each
-    pixel's coefficients looked up by its triangle id."""
-    c0, c1, c2, c3, c4, c5 = (np.take(row, ids) for row in coef)  # take: a third faster than row[ids]
-    return gx * c0 + gy * c2 + c4, gx * c1 + gy * c3 + c5
+    pixel's coefficients looked up by its triangle id: one lookup of all six planes (fancy indexing per
+    plane cost half as much again), and the arithmetic in place in them (the same operations, in the same
+    order, as the expressions above)."""
+    c0, c1, c2, c3, c4, c5 = np.take(coef, ids, axis=1)
+    c0 *= gx
+    c2 *= gy
+    c0 += c2
+    c0 += c4
+    c1 *= gx
+    c3 *= gy
+    c1 += c3
+    c1 += c5
+    return c0, c1
 
 
 def warp_face(
