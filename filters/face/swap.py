@@ -195,7 +195,10 @@ class FaceSwapFilter(ClosesOnExit):
             return outline
         # The ring holds the room; the outline points the camera does not see (the far side of a turned
         # head) hold his silhouette there, so nothing beside it is dragged.
-        hidden = np.setdiff1d(self._oval, seen)
+        unseen = np.zeros(len(operator), bool)  # np.setdiff1d(oval, seen) by a mask: sorted, a tenth the cost
+        unseen[self._oval] = True
+        unseen[seen] = False
+        hidden = np.flatnonzero(unseen)
         anchors = np.concatenate([ring(operator[:, :2].astype(np.float32), self._oval), operator[hidden, :2]])
         src = np.concatenate([operator[seen, :2], anchors]).astype(np.float32)
         step = self._liquify_weight[seen, None] * (target[seen, :2] - operator[seen, :2])
@@ -228,7 +231,7 @@ class FaceSwapFilter(ClosesOnExit):
         if np.all(hi - lo > LIQUIFY_STEP):
             (x0, y0), (x1, y1) = lo, hi
             crop = image[y0:y1, x0:x1]
-            out[y0:y1, x0:x1] = warp_dense(crop, src - lo, dst - lo, tris, crop.shape[:2], LIQUIFY_STEP)
+            warp_dense(crop, src - lo, dst - lo, tris, crop.shape[:2], LIQUIFY_STEP, out=out[y0:y1, x0:x1])
         # Seen outline points where the liquify put them; the others (the tracker's far outline lies a
         # little outside the silhouette it sees) pulled in. `seen` is sorted: a search finds each row.
         pos = np.minimum(np.searchsorted(seen, self._oval), len(seen) - 1)

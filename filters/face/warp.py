@@ -130,6 +130,7 @@ def warp_dense(
     dst_shape: tuple[int, int],
     step: int = 2,
     pin_border: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Warp the whole of `src_image` into an image of `dst_shape` (h, w) whose mesh covers every pixel.
 
@@ -138,7 +139,8 @@ def warp_dense(
     and interpolated in between: a piecewise-affine map is continuous, so linear interpolation of it is off
     by a fraction of a pixel only along triangle edges, for a quarter of the per-pixel work at step 2.
     Pixels no triangle covers sample the source at the same place (identity); with `pin_border` so do the
-    frame's outermost rows and columns, exactly (for a mesh whose border anchors do not move).
+    frame's outermost rows and columns, exactly (for a mesh whose border anchors do not move). `out`, if
+    given (a view of `dst_shape` into a larger frame, say), receives the result in place of a new array.
     """
     h, w = dst_shape
     gh, gw = -(-h // step), -(-w // step)
@@ -164,4 +166,4 @@ def warp_dense(
         xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
         map_x[[0, -1], :], map_y[[0, -1], :] = xs, np.float32([[0], [h - 1]])
         map_x[:, [0, -1]], map_y[:, [0, -1]] = np.float32([0, w - 1]), ys[:, None]
-    return cv2.remap(src_image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(src_image, map_x, map_y, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REPLICATE)
