@@ -124,3 +124,25 @@ def test_swap_keeps_up_with_a_moving_head(persona, operator):
 
     assert trail(None) < 1.5
     assert trail(LandmarkSmoother(beta=0.0)) > 3.0  # control: a plain low-pass trails visibly
+
+
+def test_tracking_points_are_mediapipes_own(operator):
+    """The mesher reads MediaPipe's results its own, faster way (landmarks.py's _GraphRun): the tracked
+    points must be exactly those MediaPipe's process() hands out, frame after frame, head moving or not,
+    face lost and found again; or the face the far end sees would move differently."""
+    def turn(i: int) -> np.ndarray:
+        m = cv2.getRotationMatrix2D((W / 2, H * 0.4), 4.0 * np.sin(i / 3.0), 1.0 + 0.03 * np.sin(i / 4.0))
+        m[:, 2] += (8.0 * np.sin(i / 5.0), 0.0)
+        return cv2.warpAffine(operator, m, (W, H), borderMode=cv2.BORDER_REFLECT)
+
+    clip = [turn(i) for i in range(12)] + [np.zeros_like(operator)] * 2 + [turn(i) for i in range(4)]
+    for depth in (True, False):
+        with FaceMesher(depth=depth) as fast, FaceMesher(depth=depth) as stock:
+            assert fast._graph is not None  # the faster reading is in use with this mediapipe
+            stock._graph = None  # MediaPipe's own process() and its landmark protos
+            for frame in clip:
+                a, b = fast(frame), stock(frame)
+                assert (a is None) == (b is None)
+                if a is not None:
+                    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (478, 3 if depth else 2)
+                    assert np.array_equal(a, b)
