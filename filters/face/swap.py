@@ -3,8 +3,8 @@
 A 3-D swap. Per frame: MediaPipe mesh of the operator with depth -> One Euro smoothing of its points
 (smoothing.py: a still head must not shimmer) -> the head pose, fitted to the canonical face (face3d.py),
 which takes the operator's mesh into a pose-free frame -> there, the operator's expression (their mesh
-minus their slowly learnt resting mesh) is added to the persona's own 3-D shape -> that face is put back at
-the operator's pose and drawn from the persona's pose-free texture (atlas.py, unwrapped once when the
+minus their slowly learnt resting mesh, less the little the tracker's mesh wanders at rest) is added to
+the persona's own 3-D shape -> that face is put back at the operator's pose and drawn from the persona's pose-free texture (atlas.py, unwrapped once when the
 filter is built), triangles facing the camera only, far ones first: a turned head shows the correct side
 of her face, and the side her photo did not show comes from its mirror image, never a stretched sliver
 -> the operator's head outline is liquified toward hers (reshape.py's ring of anchors) -> Lab colour
@@ -40,6 +40,16 @@ from filters.face.warp import warp_dense
 # How far the face's 3-D shape moves from the operator's toward the persona's (0 keeps the operator's
 # geometry, 1 is hers): proportions carry much of what makes a face recognisable.
 SHAPE_STRENGTH = 1.0
+# His expression is his mesh minus his resting mesh, added to her shape. At rest that difference is not
+# zero: the tracker bends a resting face's mesh a little as the head turns or nods, and what it adds is
+# the shape of his features (bench_likeness --quick, clips with no expression at all: median dlib
+# distance to her 0.464 with it, 0.423 without any expression, 0.444 with this dead zone). So a point that moves less than EXPRESSION_REST (face widths) from rest does not move
+# her face (a soft dead zone: a larger move passes less this much). The lips always follow in full (speech
+# moves them less than that), and so does the outline (his silhouette: her skin must not spill past it);
+# the lower face follows in full once the mouth opens (the chin drops with it), and an eye once it closes.
+EXPRESSION_REST = 0.03
+JAW_OPEN = (0.03, 0.10)  # lip-gap increase (mouth widths) over which the lower face comes to follow in full
+BLINK = (0.15, 0.35)  # lid-gap closure (share of the resting gap) over which an eye comes to follow in full
 # Occluders are looked for over the face outline's box grown this much (the reshaping ring included).
 OCCLUSION_REACH = 1.5
 NEUTRAL_SECONDS = 4.0  # the operator's resting face follows over about this long
@@ -96,6 +106,9 @@ class FaceSwapFilter(ClosesOnExit):
         brow, top, chin = ys[[105, 334]].mean(), ys.min(), ys[152]
         self._liquify_weight = np.clip((ys - brow) / (0.25 * (chin - brow)), 0.0, 1.0)
         self._shape_weight = np.clip((ys - top) / (brow - top), 0.0, 1.0)[:, None]
+        self._lips = liquify_lips()
+        self._lower = np.clip((ys - ys[2]) / (0.5 * (ys[13] - ys[2])), 0.0, 1.0)  # 0 at the nose base, 1 at the lips
+        self._eyes = [_eye_points(side) for side in ("left", "right")]
         self._neutral: np.ndarray | None = None
         self._seen = 0
         self._mesher = FaceMesher(still=False, depth=True)
@@ -137,8 +150,27 @@ class FaceSwapFilter(ClosesOnExit):
             if mesh_openness(own) > mesh_openness(self._neutral) + BUSY_OPENNESS:
                 rate *= 0.1
             self._neutral += rate * (own - self._neutral)
-        shape = own + self._strength * self._shape_weight * (self._likeness.shape - self._neutral)
+        shape = self._neutral + self._expression(own) \
+            + self._strength * self._shape_weight * (self._likeness.shape - self._neutral)
         return pose.apply(shape)
+
+    def _expression(self, own: np.ndarray) -> np.ndarray:
+        """His expression (468, 3) in the canonical frame: his mesh minus his resting one, less what the
+        tracker adds at rest (EXPRESSION_REST's dead zone); in full on the lips and the outline, over the
+        lower face while the mouth opens and over an eye while it closes."""
+        rest = self._neutral
+        delta = own - rest
+        n = np.linalg.norm(delta, axis=1)
+        keep = np.maximum(n - EXPRESSION_REST, 0.0) / np.maximum(n, 1e-9)
+        jaw = _ramp(mesh_openness(own) - mesh_openness(rest), JAW_OPEN)
+        keep += jaw * self._lower * (1.0 - keep)
+        for points, upper, lower in self._eyes:
+            gap_rest = np.linalg.norm(rest[upper, :2] - rest[lower, :2], axis=1).mean()
+            gap = np.linalg.norm(own[upper, :2] - own[lower, :2], axis=1).mean()
+            keep[points] += _ramp(1.0 - gap / max(gap_rest, 1e-9), BLINK) * (1.0 - keep[points])
+        keep[self._lips] = 1.0
+        keep[self._oval] = 1.0  # his silhouette as the camera sees it: her outline must not spill past it
+        return delta * keep[:, None]
 
     def _convert(self, image: np.ndarray, operator: np.ndarray) -> np.ndarray | None:
         """The frame with the persona's face drawn in, or None if the face lies outside the frame."""
@@ -240,6 +272,24 @@ class FaceSwapFilter(ClosesOnExit):
 
     def close(self) -> None:
         self._mesher.close()
+
+
+def _ramp(x: float, span: tuple[float, float]) -> float:
+    """0 below span[0], 1 above span[1], smoothstep between."""
+    t = float(np.clip((x - span[0]) / (span[1] - span[0]), 0.0, 1.0))
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _eye_points(side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(all points, upper-lid points over the iris, the lower-lid points below them) of one eye."""
+    from mediapipe.python.solutions import face_mesh as fm
+
+    from filters.face.animate import LEFT_EYE, RIGHT_EYE
+
+    edges = fm.FACEMESH_LEFT_EYE if side == "left" else fm.FACEMESH_RIGHT_EYE
+    pairs = (LEFT_EYE if side == "left" else RIGHT_EYE)[2:5]
+    return (np.array(sorted({i for e in edges for i in e}), dtype=np.int32),
+            np.array([u for u, _ in pairs]), np.array([lo for _, lo in pairs]))
 
 
 def liquify_lips() -> np.ndarray:
