@@ -231,12 +231,19 @@ class PauseFinder:
                  tau_s: float = 1.5, voiced_db: float = 12.0, margin_db: float = 6.0, floor_db: float = -70.0) -> None:
         self.voice_db, self._start_room_db = voice_db, room_db
         self.voiced_db, self.margin_db, self.floor_db = voiced_db, margin_db, floor_db
-        self._levels: deque[float] = deque(maxlen=max(1, round(window_s / frame_s)))
+        # A ring of the last window's frame levels; np.partition finds its 10th percentile in about a
+        # microsecond (np.percentile over a deque cost ~70 us a frame on the event loop).
+        self._levels = np.zeros(max(1, round(window_s / frame_s)))
+        self._count = 0
         self._alpha = 1.0 - math.exp(-frame_s / tau_s)
+        self.room_db = room_db
 
-    @property
-    def room_db(self) -> float:
-        return float(np.percentile(self._levels, 10)) if self._levels else self._start_room_db
+    def _learn_room(self, level: float) -> None:
+        self._levels[self._count % len(self._levels)] = level
+        self._count += 1
+        heard = self._levels[:min(self._count, len(self._levels))]
+        k = int(0.1 * (len(heard) - 1))
+        self.room_db = float(np.partition(heard, k)[k])
 
     @property
     def threshold_db(self) -> float:
@@ -247,10 +254,14 @@ class PauseFinder:
     def quiet(self, samples: np.ndarray) -> bool:
         """Whether this frame is a pause; it also teaches the finder the room's and the voice's level."""
         power = float(np.mean(np.square(samples, dtype=np.float64))) if samples.size else 0.0
-        if power < 1e-10:  # digital silence (a stalled source): a pause, and nothing to learn the room from
+        if power < 1e-10:
+            # Digital silence: the gated converter's pauses are exact zeros. A pause, and the room is as
+            # quiet as the floor; leaving it out taught the finder a "room" made of speech alone, and then
+            # every word was a pause.
+            self._learn_room(self.floor_db)
             return True
         level = 10 * math.log10(power)
-        self._levels.append(level)
+        self._learn_room(level)
         if level >= self.room_db + self.voiced_db:
             self.voice_db += self._alpha * (level - self.voice_db)
         return level < self.threshold_db
