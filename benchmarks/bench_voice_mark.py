@@ -209,14 +209,18 @@ def _wer_summary(readings: dict[str, rv.Reading], draws: list[dict[str, dict[str
     decoded = words * seeds
 
     def paired(k: str, base: str = "unmarked") -> dict[str, float]:
-        """The difference in WER, its standard error over sentence-and-draw pairs, and (a check that does
-        not assume the sentences of one draw independent) over whole draws."""
+        """The difference in WER and its standard error three ways: over sentence-and-draw pairs taken as
+        independent (`se`); over whole draws (`se_by_draw`: only the room noise varies, for these
+        sentences); over sentences, each summed over its draws (`se_by_sentence`: the sentences taken as a
+        sample of speech; it is the largest where some sentences lose a word to the change in every draw)."""
         d = flat[k] - flat[base]
         out = {"diff": round(float(d.sum()) / decoded, 4),
                "se": round(float(np.std(d, ddof=1) * np.sqrt(len(d))) / decoded, 4)}
         if seeds > 1:
             per_draw = [sum(float((dr[n][k] - dr[n][base]).sum()) for n in readings) / words for dr in draws]
             out["se_by_draw"] = round(float(np.std(per_draw, ddof=1) / np.sqrt(seeds)), 4)
+            per_sentence = d.reshape(seeds, -1).sum(axis=0)  # flat is draw-major, the same sentences each draw
+            out["se_by_sentence"] = round(float(np.std(per_sentence, ddof=1) * np.sqrt(len(per_sentence))) / decoded, 4)
         return out
 
     marked, control, marked_vs_control = paired("marked"), paired("control_other_noise"), \
@@ -225,10 +229,14 @@ def _wer_summary(readings: dict[str, rv.Reading], draws: list[dict[str, dict[str
             "noise_draws": seeds, "words_per_draw": words, "words_per_condition": decoded,
             "marked_minus_unmarked": marked["diff"], "marked_minus_unmarked_se": marked["se"],
             "marked_minus_unmarked_se_by_draw": marked.get("se_by_draw"),
+            "marked_minus_unmarked_se_by_sentence": marked.get("se_by_sentence"),
             "control_minus_unmarked": control["diff"], "control_minus_unmarked_se": control["se"],
             "control_minus_unmarked_se_by_draw": control.get("se_by_draw"),
+            "control_minus_unmarked_se_by_sentence": control.get("se_by_sentence"),
             "marked_minus_control": marked_vs_control["diff"], "marked_minus_control_se": marked_vs_control["se"],
-            "marked_minus_unmarked_upper_95": round(marked["diff"] + 1.96 * marked["se"], 4)}
+            "marked_minus_unmarked_upper_95": round(marked["diff"] + 1.96 * marked["se"], 4),
+            "errors_per_sentence": {name: {k: [d[name][k].astype(int).tolist() for d in draws] for k in CONDITIONS}
+                                    for name in readings}}  # [draw][sentence], for any other analysis
 
 
 def word_error_rates(voices: dict, seeds: int = 3, jobs: int = 1, on_draw=None) -> dict:
