@@ -419,3 +419,17 @@ def test_real_man_to_real_woman_keeps_the_words(real_speech, encoder):
     gap_closed = (after - before) / (1 - before)
     assert gap_closed > 0.12, (before, after, added)
     assert added <= 0.20, (before, after, added)
+
+
+def test_a_headset_operators_empty_top_band_is_not_lifted(speech, female_profile):
+    """An operator on a telephone-band microphone (nothing above 3.4 kHz) toward a full-band persona: the
+    EQ toward her average envelope stops at his band edge, so his empty top band is not lifted by up to
+    EQ_LIMIT (20 dB) toward hers. Measured: the top band (4.5-8 kHz) 61 dB below the speech band with the
+    edge respected, 47 dB when the EQ ran to 8 kHz."""
+    from scipy import signal
+
+    operator = vs.phone_recording(speech["male_operator"])
+    out = WorldVoiceConverter(female_profile).convert_whole(operator)
+    f, p = signal.welch(out, RATE, nperseg=1024)
+    top_below_speech_db = 10 * np.log10(p[(f > 300) & (f < 3000)].mean() / p[f > 4500].mean())
+    assert top_below_speech_db > 55, top_below_speech_db

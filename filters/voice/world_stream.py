@@ -44,6 +44,7 @@ from filters.voice.profile import (
     cepstral_maps,
     hold_above,
     measure_operator,
+    recorded_band_top,
 )
 
 BINS = FFT_SIZE // 2 + 1
@@ -65,6 +66,7 @@ RAISE_SHARE = 0.6
 # between these real speakers' averages (festival's kal, ked, slt, tuning sentences: gap closed 0.226 ->
 # 0.252, no word lost); +-30 dB gave the same as 20.
 EQ_LIMIT = math.log(10 ** 2.0)
+NARROWBAND_HZ = 5000.0  # an operator envelope ending below this came through an 8 kHz-sampled microphone
 EQ_SMOOTH_BINS = 16  # Hann half-width: about 250 Hz, keeps the EQ from copying single harmonics
 KNN_K = 4  # persona frames averaged per converted frame
 KNN_BLEND = 0.8  # how far a converted frame's shape moves to its neighbours' mean (1: replaced)
@@ -93,6 +95,12 @@ def warp_envelope(log_env: np.ndarray, alpha: float) -> np.ndarray:
     i0 = np.minimum(src.astype(np.int64), BINS - 2)
     w = src - i0
     return log_env[..., i0] * (1 - w) + log_env[..., i0 + 1] * w
+
+
+def _band_fade(top_hz: float) -> np.ndarray:
+    """1 up to 500 Hz below `top_hz`, 0 from it up, a raised-cosine fade between (per FFT bin)."""
+    freqs = np.arange(BINS) * RATE / FFT_SIZE
+    return 0.5 - 0.5 * np.cos(np.pi * np.clip((top_hz - freqs) / 500.0, 0.0, 1.0))
 
 
 def smooth_bins(values: np.ndarray, half_width: int) -> np.ndarray:
@@ -272,9 +280,7 @@ class WorldVoiceConverter:
         # What the persona sample does not cover (a phone recording's top end) is left as converted:
         # EQ and frame matching fade out over the last 500 Hz below its band edge.
         self._band_top = float(profile.band_top_hz)
-        freqs = np.arange(BINS) * RATE / FFT_SIZE
-        fade = np.clip((self._band_top - freqs) / 500.0, 0.0, 1.0)
-        self._in_band = 0.5 - 0.5 * np.cos(np.pi * fade)
+        self._in_band = _band_fade(self._band_top)
         self._to_cep, self._from_cep = cepstral_maps()
         self._frames = profile.frames.astype(np.float64) if knn and len(profile.frames) >= KNN_K else None
         if self._frames is not None:
@@ -370,7 +376,13 @@ class WorldVoiceConverter:
         else:
             confidence = op.env_w / (op.env_w + _frames(PRIOR_SECONDS))
             eq = smooth_bins(self._target_env - warp_envelope(env, alpha), EQ_SMOOTH_BINS)
-            self._eq = confidence * np.clip(eq, -EQ_LIMIT, EQ_LIMIT) * self._in_band
+            # Nor is the EQ applied above a narrowband operator microphone's band edge (a headset or phone
+            # line sampled at 8 kHz), where it would only lift hiss by up to EQ_LIMIT. Full-band voices
+            # (festival's real speakers end at 6.7-7.6 kHz) are left as they were measured.
+            operator_top = recorded_band_top(env)
+            narrow = operator_top < NARROWBAND_HZ
+            in_band = self._in_band * _band_fade(alpha * operator_top) if narrow else self._in_band
+            self._eq = confidence * np.clip(eq, -EQ_LIMIT, EQ_LIMIT) * in_band
         self._f0_ratio = spread_ratio(p.log_f0_std, op.std)
         # Converted frames are normalised by their own average (what the operator's average becomes),
         # as the persona frames were by theirs; before any speech, assume the persona's.
