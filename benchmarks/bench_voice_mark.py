@@ -173,12 +173,8 @@ CONDITIONS = ("unmarked", "control_other_noise", "marked")
 
 
 def _errors(reading: rv.Reading, samples48: np.ndarray) -> np.ndarray:
-    """Word errors per sentence of `reading` in `samples48` (48 kHz, time-aligned with the reading).
-
-    Each pass starts with a fresh decoder: pocketsphinx carries its live cepstral mean from one utterance
-    to the next, so otherwise a condition would be heard through the history of the ones decoded before it
-    (and the figures would depend on the order, or on how the draws are shared among processes)."""
-    rv._decoder.cache_clear()
+    """Word errors per sentence of `reading` in `samples48` (48 kHz, time-aligned with the reading); each
+    pass has a fresh decoder (rv.sentence_errors), so no condition is heard through another's history."""
     return rv.sentence_errors(reading, resample(samples48, RATE, rv.RATE)[: len(reading.samples)])
 
 

@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -145,17 +144,17 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
     return row[-1]
 
 
-@lru_cache(maxsize=1)
 def _decoder():
     from pocketsphinx import Decoder
 
     return Decoder(samprate=RATE, loglevel="FATAL")
 
 
-def recognise(samples: np.ndarray) -> str:
-    """What pocketsphinx's bundled English model hears in 16 kHz mono float samples."""
+def recognise(samples: np.ndarray, decoder=None) -> str:
+    """What pocketsphinx's bundled English model hears in 16 kHz mono float samples (`decoder`: one
+    carried over from the sentences before, as in `sentence_errors`; default a fresh one)."""
     pcm = (np.clip(np.asarray(samples, np.float64), -1.0, 1.0) * 32767).astype("<i2").tobytes()
-    decoder = _decoder()
+    decoder = decoder or _decoder()
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
@@ -164,8 +163,13 @@ def recognise(samples: np.ndarray) -> str:
 
 
 def sentence_errors(reading: Reading, samples: np.ndarray | None = None) -> np.ndarray:
-    """Word errors in each sentence of `reading`, decoded from `samples` (time-aligned with it)."""
-    return np.array([edit_distance(words(text), words(recognise(piece)))
+    """Word errors in each sentence of `reading`, decoded from `samples` (time-aligned with it).
+
+    Each pass has a decoder of its own: pocketsphinx carries its live cepstral mean from one utterance to
+    the next, so one shared decoder would hear a pass through the history of the passes before it, and a
+    figure would depend on what was decoded first."""
+    decoder = _decoder()
+    return np.array([edit_distance(words(text), words(recognise(piece, decoder)))
                      for text, piece in zip(reading.texts, reading.pieces(samples))])
 
 
