@@ -189,7 +189,8 @@ def read_voice(path: str | Path) -> np.ndarray:
         samples, rate = read_audio(path, VOICE_RATE, max_seconds=MAX_VOICE_SECONDS)
     except TooLong as exc:
         raise PersonaError(f"voice sample {path} is {exc.seconds / 60:.1f} minutes long, over the limit of "
-                           f"{MAX_VOICE_SECONDS / 60:g} minutes: give a shorter recording (15-90 s is best)") from exc
+                           f"{MAX_VOICE_SECONDS / 60:g} minutes: give a shorter recording (15-90 s is best; "
+                           "for a long video, a voice sample of its own with --voice FILE)") from exc
     except MediaError as exc:
         raise PersonaError(str(exc)) from exc
     return check_voice(samples, rate, str(path))

@@ -166,4 +166,7 @@ def warp_dense(
         xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
         map_x[[0, -1], :], map_y[[0, -1], :] = xs, np.float32([[0], [h - 1]])
         map_x[:, [0, -1]], map_y[:, [0, -1]] = np.float32([0, w - 1]), ys[:, None]
-    return cv2.remap(src_image, map_x, map_y, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REPLICATE)
+    res = cv2.remap(src_image, map_x, map_y, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REPLICATE)
+    if out is not None and res is not out:  # OpenCV quietly allocates anew when `out` does not fit: copy
+        out[...] = res
+    return res if out is None else out
