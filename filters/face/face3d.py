@@ -35,9 +35,6 @@ POSE_POINTS = np.unique(np.concatenate([RIGID, [107, 336, 66, 296, 105, 334, 193
                                                   6, 197, 48, 278, 50, 280, 36, 266]])).astype(np.int32)
 CYLINDER_MARGIN = 0.1  # the unrolling axis sits this far (face widths) behind the deepest point
 RENDER_EXTRA = 60  # points beyond the feature contours in the mesh drawn each frame (fewer triangles, faster)
-# The swap draws her face with more: finer cheeks and nose are closer to her (quick likeness set: median
-# dlib distance 0.444 -> 0.437) for a few tenths of a millisecond a frame.
-DETAIL_EXTRA = 120
 MIN_FACING = 0.05  # triangles seen more edge-on than this (cosine) are not drawn
 
 
@@ -47,15 +44,13 @@ class Canonical:
     partner; `uv` (468, 2) its unrolled atlas position (face widths; u = 0 on the midline); `triangles`
     (T, 3) over the whole mesh, oriented counter-clockwise as seen from the front (positive signed area in
     image coordinates), the lips' triangles chosen on an opened mouth so none bridges the lip line;
-    `coarse` the same over the feature contours and RENDER_EXTRA more points, for drawing each frame;
-    `detail` the same with DETAIL_EXTRA more points (the swap's persona face)."""
+    `coarse` the same over the feature contours and RENDER_EXTRA more points, for drawing each frame."""
 
     points: np.ndarray
     mirror: np.ndarray
     uv: np.ndarray
     triangles: np.ndarray
     coarse: np.ndarray
-    detail: np.ndarray
 
 
 @functools.lru_cache(maxsize=1)
@@ -70,12 +65,10 @@ def canonical() -> Canonical:
     uv = np.stack([radius * np.arctan2(points[:, 0], axis_z - points[:, 2]), points[:, 1]], axis=1)
     uv = (uv + uv[mirror] * (-1.0, 1.0)) / 2  # exactly symmetric: mirroring the atlas maps partners
     opened = opened_mouth(uv.astype(np.float32), np.array(lips_inner_indices(), dtype=np.int32))
-    subsets = []
-    for extra in (RENDER_EXTRA, DETAIL_EXTRA):
-        chosen = warp_point_subset(uv, extra)
-        subsets.append(np.unique(np.concatenate([chosen, mirror[chosen]])))  # symmetric, like the atlas
+    chosen = warp_point_subset(uv, RENDER_EXTRA)
+    coarse = np.unique(np.concatenate([chosen, mirror[chosen]]))  # symmetric, like the atlas
     return Canonical(points, mirror, uv, _mesh_triangles(uv, opened, np.arange(len(uv))),
-                     *(_mesh_triangles(uv, opened, subset) for subset in subsets))
+                     _mesh_triangles(uv, opened, coarse))
 
 
 def _mesh_triangles(uv: np.ndarray, opened: np.ndarray, subset: np.ndarray) -> np.ndarray:

@@ -182,7 +182,7 @@ class FaceSwapFilter(ClosesOnExit):
         if self._strength > 0:
             outline = self._liquify(image, out, operator, target)
         atlas = self._likeness.atlas
-        patch, drawn, box = render(atlas.texture, atlas.points, target, self._canon.detail, shape)
+        patch, drawn, box = render(atlas.texture, atlas.points, target, self._canon.coarse, shape)
         x0, y0, x1, y1 = box
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
