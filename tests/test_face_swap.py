@@ -337,3 +337,21 @@ def test_head_turns_up_to_45_degrees_without_tearing(swap, operator):
         skin_in = np.linalg.norm(lab_in[..., 1:] - skin, axis=2) < 6
         changed = np.abs(lab - lab_in).max(axis=2) > 25
         assert (band & skin_out & ~skin_in & changed).sum() / band.sum() < 0.012
+
+
+def test_a_raised_brow_still_moves_her_brow_but_the_meshs_wander_does_not(swap):
+    """The swap drops what the tracker's mesh wanders at rest (under 0.03 face widths), which would carry
+    his features into hers, but a brow raised against its eye (grief and surprise live in the brows) still
+    moves hers in full; the same small move of brow and eye together (the wander) does not."""
+    from filters.face.landmarks import feature_indices
+
+    rest = swap._canon.points[:468].astype(np.float64)
+    swap._neutral = rest.copy()
+    brow, eye = feature_indices("left_eyebrow"), feature_indices("left_eye")
+    raised = rest.copy()
+    raised[brow, 1] -= 0.03  # a brow raise of 0.03 face widths, the eye where it was
+    moved = swap._expression(raised)[brow, 1]
+    assert np.allclose(moved, -0.03), moved
+    wander = rest.copy()
+    wander[np.union1d(brow, eye), 1] -= 0.02  # brow and eye drift together: the mesh, not the face
+    assert np.allclose(swap._expression(wander)[brow], 0.0)

@@ -161,6 +161,13 @@ def face_oval_indices() -> list[int]:
     return _ordered_loop(_face_mesh_module().FACEMESH_FACE_OVAL)
 
 
+def feature_indices(feature: str) -> np.ndarray:
+    """Sorted mesh indices of one of MediaPipe's features: "left_eye", "right_eye", "left_eyebrow",
+    "right_eyebrow" or "lips" (left and right as MediaPipe names them)."""
+    edges = getattr(_face_mesh_module(), f"FACEMESH_{feature.upper()}")
+    return np.array(sorted({i for edge in edges for i in edge}), dtype=np.int32)
+
+
 def lips_inner_indices() -> list[int]:
     """Mesh indices of the inner lip line (the mouth opening), in order."""
     inner = {13, 14, 78, 308, 82, 87, 312, 317, 80, 88, 310, 318, 81, 178, 311, 402, 95, 324, 191, 415}

@@ -2,11 +2,12 @@
 
 A 3-D swap. Per frame: MediaPipe mesh of the operator with depth -> One Euro smoothing of its points
 (smoothing.py: a still head must not shimmer) -> the head pose, fitted to the canonical face (face3d.py),
-which takes the operator's mesh into a pose-free frame -> there, the operator's expression (their mesh
-minus their slowly learnt resting mesh, less the little the tracker's mesh wanders at rest) is added to
-the persona's own 3-D shape -> that face is put back at the operator's pose and drawn from the persona's pose-free texture (atlas.py, unwrapped once when the
-filter is built), triangles facing the camera only, far ones first: a turned head shows the correct side
-of her face, and the side her photo did not show comes from its mirror image, never a stretched sliver
+which takes the operator's mesh into a pose-free frame -> there, the operator's expression (their mesh minus
+their slowly learnt resting mesh, less the little the tracker's mesh wanders at rest) is added to the
+persona's own 3-D shape -> that face is put back at the operator's pose and drawn from the persona's
+pose-free texture (atlas.py, unwrapped once when the filter is built), triangles facing the camera only, far
+ones first: a turned head shows the correct side of her face, and the side her photo did not show comes from
+its mirror image, never a stretched sliver
 -> the operator's head outline is liquified toward hers (reshape.py's ring of anchors) -> Lab colour
 transfer toward the operator's skin -> feathered blend over the drawn silhouette, leaving out whatever is
 in front of the face (occlusion.py: a hand or a cup stays in front of her). The operator's mouth interior
@@ -29,7 +30,14 @@ from filters.face.blend import (composite, cut_mouth, face_width, fade_above, fe
 from filters.face.color import transfer_color
 from filters.face.face3d import canonical, fit_pose, point_facing, render, signed_areas
 from filters.face.fallback import FADE_S, HOLD_S, LostFacePolicy
-from filters.face.landmarks import N_MESH_POINTS, ClosesOnExit, FaceMesher, face_oval_indices, lips_inner_indices
+from filters.face.landmarks import (
+    N_MESH_POINTS,
+    ClosesOnExit,
+    FaceMesher,
+    face_oval_indices,
+    feature_indices,
+    lips_inner_indices,
+)
 from filters.face.likeness import Likeness, from_photo
 from filters.face.occlusion import OccluderDetector
 from filters.face.persona_mesh import persona_face
@@ -43,12 +51,15 @@ SHAPE_STRENGTH = 1.0
 # His expression is his mesh minus his resting mesh, added to her shape. At rest that difference is not
 # zero: the tracker bends a resting face's mesh a little as the head turns or nods, and what it adds is
 # the shape of his features (bench_likeness --quick, clips with no expression at all: median dlib
-# distance to her 0.464 with it, 0.423 without any expression, 0.444 with this dead zone). So a point that moves less than EXPRESSION_REST (face widths) from rest does not move
-# her face (a soft dead zone: a larger move passes less this much). The lips always follow in full (speech
-# moves them less than that), and so does the outline (his silhouette: her skin must not spill past it);
-# the lower face follows in full once the mouth opens (the chin drops with it), and an eye once it closes.
+# distance to her 0.464 with it, 0.423 without any expression, 0.444 with this dead zone). So a point that
+# moves less than EXPRESSION_REST (face widths) from rest does not move her face (a soft dead zone: a
+# larger move passes less this much). The lips always follow in full (speech moves them less than that),
+# and so does the outline (his silhouette: her skin must not spill past it); the lower face follows in
+# full once the mouth opens (the chin drops with it), an eye once it closes, and a brow once it rises or
+# knits against its eye (a grieving or surprised face lives in the brows, and they move about 0.02-0.05).
 EXPRESSION_REST = 0.03
 JAW_OPEN = (0.03, 0.10)  # lip-gap increase (mouth widths) over which the lower face comes to follow in full
+BROW_MOVE = (0.008, 0.02)  # brow move against its eye (face widths) over which the brow comes to follow in full
 BLINK = (0.15, 0.35)  # lid-gap closure (share of the resting gap) over which an eye comes to follow in full
 # Occluders are looked for over the face outline's box grown this much (the reshaping ring included).
 OCCLUSION_REACH = 1.5
@@ -157,17 +168,21 @@ class FaceSwapFilter(ClosesOnExit):
     def _expression(self, own: np.ndarray) -> np.ndarray:
         """His expression (468, 3) in the canonical frame: his mesh minus his resting one, less what the
         tracker adds at rest (EXPRESSION_REST's dead zone); in full on the lips and the outline, over the
-        lower face while the mouth opens and over an eye while it closes."""
+        lower face while the mouth opens, over an eye while it closes and on a brow that moves against its
+        eye."""
         rest = self._neutral
         delta = own - rest
         n = np.linalg.norm(delta, axis=1)
         keep = np.maximum(n - EXPRESSION_REST, 0.0) / np.maximum(n, 1e-9)
         jaw = _ramp(mesh_openness(own) - mesh_openness(rest), JAW_OPEN)
         keep += jaw * self._lower * (1.0 - keep)
-        for points, upper, lower in self._eyes:
+        for points, upper, lower, brow in self._eyes:
             gap_rest = np.linalg.norm(rest[upper, :2] - rest[lower, :2], axis=1).mean()
             gap = np.linalg.norm(own[upper, :2] - own[lower, :2], axis=1).mean()
             keep[points] += _ramp(1.0 - gap / max(gap_rest, 1e-9), BLINK) * (1.0 - keep[points])
+            # A brow raised or knitted moves against its eye; the mesh's wander moves both together.
+            lift = np.linalg.norm(delta[brow, :2].mean(axis=0) - delta[points, :2].mean(axis=0))
+            keep[brow] += _ramp(lift, BROW_MOVE) * (1.0 - keep[brow])
         keep[self._lips] = 1.0
         keep[self._oval] = 1.0  # his silhouette as the camera sees it: her outline must not spill past it
         return delta * keep[:, None]
@@ -280,24 +295,20 @@ def _ramp(x: float, span: tuple[float, float]) -> float:
     return t * t * (3.0 - 2.0 * t)
 
 
-def _eye_points(side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(all points, upper-lid points over the iris, the lower-lid points below them) of one eye."""
-    from mediapipe.python.solutions import face_mesh as fm
-
+def _eye_points(side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(all points, upper-lid points over the iris, the lower-lid points below them, the brow's points)
+    of one eye."""
     from filters.face.animate import LEFT_EYE, RIGHT_EYE
 
-    edges = fm.FACEMESH_LEFT_EYE if side == "left" else fm.FACEMESH_RIGHT_EYE
     pairs = (LEFT_EYE if side == "left" else RIGHT_EYE)[2:5]
-    return (np.array(sorted({i for e in edges for i in e}), dtype=np.int32),
-            np.array([u for u, _ in pairs]), np.array([lo for _, lo in pairs]))
+    return (feature_indices(f"{side}_eye"), np.array([u for u, _ in pairs]), np.array([lo for _, lo in pairs]),
+            feature_indices(f"{side}_eyebrow"))
 
 
 def liquify_lips() -> np.ndarray:
     """Mesh indices of the lips (outer and inner line): his mouth interior, shown through hers when it is
     open, must be moved to where her lips are."""
-    from mediapipe.python.solutions import face_mesh as fm
-
-    return np.array(sorted({i for edge in fm.FACEMESH_LIPS for i in edge}), dtype=np.int32)
+    return feature_indices("lips")
 
 
 def _grown_box(outline: np.ndarray, scale: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
