@@ -26,13 +26,7 @@ import cv2
 import numpy as np
 
 from filters.face.blend import blur_mask, face_width
-from filters.face.landmarks import face_oval_indices
-
-# Mesh indices of the eyes, brows and outer lips (ordered loops are not needed: convex hulls are used).
-_EYES = ([33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246],
-         [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466])
-_BROWS = ([46, 52, 53, 55, 63, 65, 66, 70, 105, 107], [276, 282, 283, 285, 293, 295, 296, 300, 334, 336])
-_LIPS = [0, 17, 37, 39, 40, 61, 84, 91, 146, 181, 185, 267, 269, 270, 291, 314, 321, 375, 405, 409]
+from filters.face.landmarks import face_oval_indices, feature_indices
 
 THRESHOLD = 4.5  # chroma distance from the skin model, in its robust standard deviations
 MIN_SPREAD = 2.5  # Lab units: a floor for the spread (an evenly lit face would flag its own blush)
@@ -97,6 +91,9 @@ class OccluderDetector:
 
     def __init__(self) -> None:
         self._oval = np.array(face_oval_indices(), dtype=np.int32)
+        # Eyes, brows and lips are not judged as skin (convex hulls: the lips' is their outer line's).
+        self._features = [feature_indices(name) for name in ("left_eye", "right_eye", "left_eyebrow",
+                                                              "right_eyebrow", "lips")]
         self._model: np.ndarray | None = None  # (a, b, spread a, spread b) of the operator's skin
         self._clear = True  # whether the last frame had (next to) no occluder: the model may learn from it
 
@@ -130,7 +127,7 @@ class OccluderDetector:
         cv2.fillPoly(face, [np.round(outline).astype(np.int32)], 255)
         inner = cv2.erode(face, _rect(2 * INSET * size))
         features = np.zeros(shape, np.uint8)
-        for loop in (*_EYES, *_BROWS, _LIPS):
+        for loop in self._features:
             cv2.fillConvexPoly(features, cv2.convexHull(np.round(pts[loop]).astype(np.int32)), 255)
         features = cv2.dilate(features, _rect(2 * FEATURE_MARGIN * size))
         judged = (inner > 0) & (features == 0)
