@@ -150,11 +150,10 @@ def _decoder():
     return Decoder(samprate=RATE, loglevel="FATAL")
 
 
-def recognise(samples: np.ndarray, decoder=None) -> str:
-    """What pocketsphinx's bundled English model hears in 16 kHz mono float samples (`decoder`: one
-    carried over from the sentences before, as in `sentence_errors`; default a fresh one)."""
+def recognise(samples: np.ndarray, decoder) -> str:
+    """What pocketsphinx's bundled English model (`decoder`, carried over the sentences of one pass, as
+    in `sentence_errors`) hears in 16 kHz mono float samples."""
     pcm = (np.clip(np.asarray(samples, np.float64), -1.0, 1.0) * 32767).astype("<i2").tobytes()
-    decoder = decoder or _decoder()
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()

@@ -229,7 +229,7 @@ class PauseFinder:
 
     def __init__(self, frame_s: float, voice_db: float = -20.0, room_db: float = -60.0, window_s: float = 2.0,
                  tau_s: float = 1.5, voiced_db: float = 12.0, margin_db: float = 6.0, floor_db: float = -70.0) -> None:
-        self.voice_db, self._start_room_db = voice_db, room_db
+        self.voice_db = voice_db
         self.voiced_db, self.margin_db, self.floor_db = voiced_db, margin_db, floor_db
         # A ring of the last window's frame levels; np.partition finds its 10th percentile in about a
         # microsecond (np.percentile over a deque cost ~70 us a frame on the event loop).

@@ -104,8 +104,12 @@ class FrontDoor:
         self.calls: dict[str, PlacedCall] = {}
 
     # -- placement -----------------------------------------------------------------------------------
+    def _calls_now(self) -> list[PlacedCall]:
+        """A snapshot of the calls: check and status run in a worker thread while the loop places calls."""
+        return list(self.calls.values())
+
     def _running_on(self, node_id: str) -> int:
-        return sum(1 for c in list(self.calls.values()) if c.node_id == node_id and c.ended is None)
+        return sum(1 for c in self._calls_now() if c.node_id == node_id and c.ended is None)
 
     def choose_worker(self) -> dict:
         """The live worker with the most free call slots; ClusterFull when every one is full."""
@@ -165,7 +169,7 @@ class FrontDoor:
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError
 
-        running = [c for c in list(self.calls.values()) if c.ended is None]
+        running = [c for c in self._calls_now() if c.ended is None]
         if not running:
             return []
         alive_nodes = {w["node_id"] for w in workers()}
@@ -207,9 +211,9 @@ class FrontDoor:
         """Workers, their calls and their load (free slots), as `evercall cluster status` prints them."""
         listed = []
         for w in workers():
-            on = [c.describe() for c in list(self.calls.values()) if c.node_id == w["node_id"] and c.ended is None]
+            on = [c.describe() for c in self._calls_now() if c.node_id == w["node_id"] and c.ended is None]
             listed.append({**w, "calls": on, "free": w["slots"] - len(on)})
-        return {"workers": listed, "ended": [c.describe() for c in list(self.calls.values()) if c.ended]}
+        return {"workers": listed, "ended": [c.describe() for c in self._calls_now() if c.ended]}
 
 
 def cluster_status() -> dict:

@@ -96,13 +96,9 @@ class FarEnd:
     def token(self) -> str:
         return self.invite.token
 
-    @property
-    def revoked(self) -> bool:
-        return self.invite.revoked
-
     def describe(self, base_url: str) -> dict:
         return {"id": self.ident, "name": self.name, "join_url": f"{base_url}/sfu/join/{self.token}",
-                **self.invite.describe(), "joined": self.joined_at is not None and not self.revoked,
+                **self.invite.describe(), "joined": self.joined_at is not None and not self.invite.revoked,
                 "publishing": self.feed is not None, "report": {k: v for k, v in (self.report or {}).items()
                                                                  if k != "snapshot"}}
 

@@ -107,7 +107,10 @@ class FaceSwapFilter(ClosesOnExit):
         self._mouth = np.array(lips_inner_indices(), dtype=np.int32)
         # The liquify is steered by the outline and the lips only: her face covers the rest of his, so
         # interior points would only add triangles to rasterise (a third of the points, under half the cost).
-        self._outline_set = np.union1d(self._oval, liquify_lips())
+        # The lips (outer and inner line) are liquified too: his mouth interior, shown through hers when it
+        # is open, must be moved to where her lips are.
+        self._lips = feature_indices("lips")
+        self._outline_set = np.union1d(self._oval, self._lips)
         tris = self._canon.triangles
         self._facing_tris = tris[np.isin(tris, self._outline_set).any(axis=1)]  # all those around its points
         # The liquify moves the jaw and cheeks, not the hairline: moving the forehead drags his hair about.
@@ -117,7 +120,6 @@ class FaceSwapFilter(ClosesOnExit):
         brow, top, chin = ys[[105, 334]].mean(), ys.min(), ys[152]
         self._liquify_weight = np.clip((ys - brow) / (0.25 * (chin - brow)), 0.0, 1.0)
         self._shape_weight = np.clip((ys - top) / (brow - top), 0.0, 1.0)[:, None]
-        self._lips = liquify_lips()
         self._lower = np.clip((ys - ys[2]) / (0.5 * (ys[13] - ys[2])), 0.0, 1.0)  # 0 at the nose base, 1 at the lips
         self._eyes = [_eye_points(side) for side in ("left", "right")]
         self._neutral: np.ndarray | None = None
@@ -304,11 +306,6 @@ def _eye_points(side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return (feature_indices(f"{side}_eye"), np.array([u for u, _ in pairs]), np.array([lo for _, lo in pairs]),
             feature_indices(f"{side}_eyebrow"))
 
-
-def liquify_lips() -> np.ndarray:
-    """Mesh indices of the lips (outer and inner line): his mouth interior, shown through hers when it is
-    open, must be moved to where her lips are."""
-    return feature_indices("lips")
 
 
 def _grown_box(outline: np.ndarray, scale: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:

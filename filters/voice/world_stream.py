@@ -371,11 +371,12 @@ class WorldVoiceConverter:
         if alpha > 1.0:
             alpha = math.exp(RAISE_SHARE * math.log(alpha))
         self._alpha = alpha
-        if env is None:
+        warped = None if env is None else warp_envelope(env, alpha)
+        if warped is None:
             self._eq = np.zeros(BINS)
         else:
             confidence = op.env_w / (op.env_w + _frames(PRIOR_SECONDS))
-            eq = smooth_bins(self._target_env - warp_envelope(env, alpha), EQ_SMOOTH_BINS)
+            eq = smooth_bins(self._target_env - warped, EQ_SMOOTH_BINS)
             # Nor is the EQ applied above a narrowband operator microphone's band edge (a headset or phone
             # line sampled at 8 kHz), where it would only lift hiss by up to EQ_LIMIT. Full-band voices
             # (festival's real speakers end at 6.7-7.6 kHz) are left as they were measured.
@@ -386,8 +387,9 @@ class WorldVoiceConverter:
         self._f0_ratio = spread_ratio(p.log_f0_std, op.std)
         # Converted frames are normalised by their own average (what the operator's average becomes),
         # as the persona frames were by theirs; before any speech, assume the persona's.
-        mean_env = self._target_env if env is None else warp_envelope(env, alpha) + self._eq
-        self._query_mean = self._to_cep @ hold_above(mean_env, self._band_top)
+        if self._frames is not None:  # only frame matching reads it
+            mean_env = self._target_env if warped is None else warped + self._eq
+            self._query_mean = self._to_cep @ hold_above(mean_env, self._band_top)
 
     def _convert_hop(self, window: np.ndarray) -> np.ndarray:
         self._hops += 1
