@@ -34,7 +34,7 @@ CANONICAL_FILE = Path(__file__).with_name("canonical_face.npz")
 POSE_POINTS = np.unique(np.concatenate([RIGID, [107, 336, 66, 296, 105, 334, 193, 417, 122, 351, 245, 465,
                                                   6, 197, 48, 278, 50, 280, 36, 266]])).astype(np.int32)
 CYLINDER_MARGIN = 0.1  # the unrolling axis sits this far (face widths) behind the deepest point
-RENDER_EXTRA = 60  # points beyond the feature contours in the mesh drawn each frame (fewer triangles, faster)
+RENDER_EXTRA = 60  # points beyond the feature contours in the lighter mesh (fewer triangles, faster)
 MIN_FACING = 0.05  # triangles seen more edge-on than this (cosine) are not drawn
 
 
@@ -44,7 +44,9 @@ class Canonical:
     partner; `uv` (468, 2) its unrolled atlas position (face widths; u = 0 on the midline); `triangles`
     (T, 3) over the whole mesh, oriented counter-clockwise as seen from the front (positive signed area in
     image coordinates), the lips' triangles chosen on an opened mouth so none bridges the lip line;
-    `coarse` the same over the feature contours and RENDER_EXTRA more points, for drawing each frame."""
+    `coarse` the same over the feature contours and RENDER_EXTRA more points: a lighter mesh that loses
+    some likeness (the swap draws the whole one; the likeness benchmark's operator clips keep this one,
+    so its figures stay comparable across rounds)."""
 
     points: np.ndarray
     mirror: np.ndarray

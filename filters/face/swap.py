@@ -3,12 +3,12 @@
 A 3-D swap. Per frame: MediaPipe mesh of the operator with depth -> One Euro smoothing of its points
 (smoothing.py: a still head must not shimmer) -> the head pose, fitted to the canonical face (face3d.py),
 which takes the operator's mesh into a pose-free frame -> there, the operator's expression (their mesh minus
-their slowly learnt resting mesh, less the little the tracker's mesh wanders at rest) is added to the
-persona's own 3-D shape -> that face is put back at the operator's pose and drawn from the persona's
-pose-free texture (atlas.py, unwrapped once when the filter is built), triangles facing the camera only, far
-ones first: a turned head shows the correct side of her face, and the side her photo did not show comes from
-its mirror image, never a stretched sliver
--> the operator's head outline is liquified toward hers (reshape.py's ring of anchors) -> Lab colour
+their slowly learnt resting mesh at that pose, resting.py, less the little the tracker's mesh wanders at
+rest) is added to the persona's own 3-D shape -> that face is put back at the operator's pose and drawn,
+over the whole mesh, from the persona's pose-free texture (atlas.py, unwrapped once when the filter is
+built), triangles facing the camera only, far ones first: a turned head shows the correct side of her
+face, and the side her photo did not show comes from its mirror image, never a stretched sliver -> the
+operator's head outline is liquified toward hers (reshape.py's ring of anchors) -> Lab colour
 transfer toward the operator's skin -> feathered blend over the drawn silhouette, leaving out whatever is
 in front of the face (occlusion.py: a hand or a cup stays in front of her). The operator's mouth interior
 is kept while the mouth is open (persona lips, operator teeth), because stretching the persona's closed
@@ -42,6 +42,7 @@ from filters.face.likeness import Likeness, from_photo
 from filters.face.occlusion import OccluderDetector
 from filters.face.persona_mesh import persona_face
 from filters.face.reshape import ring
+from filters.face.resting import RestingFace
 from filters.face.smoothing import LandmarkSmoother
 from filters.face.warp import warp_dense
 
@@ -51,12 +52,16 @@ SHAPE_STRENGTH = 1.0
 # His expression is his mesh minus his resting mesh, added to her shape. At rest that difference is not
 # zero: the tracker bends a resting face's mesh a little as the head turns or nods, and what it adds is
 # the shape of his features (bench_likeness --quick, clips with no expression at all: median dlib
-# distance to her 0.464 with it, 0.423 without any expression, 0.444 with this dead zone). So a point that
-# moves less than EXPRESSION_REST (face widths) from rest does not move her face (a soft dead zone: a
-# larger move passes less this much). The lips always follow in full (speech moves them less than that),
-# and so does the outline (his silhouette: her skin must not spill past it); the lower face follows in
-# full once the mouth opens (the chin drops with it), an eye once it closes, and a brow once it rises or
-# knits against its eye (a grieving or surprised face lives in the brows, and they move about 0.02-0.05).
+# distance to her 0.464 with it, 0.423 without any expression, 0.444 with this dead zone). So the resting
+# mesh is learnt per pose (resting.py: on all 72 pairs, 40 frames each, 0.472 -> 0.454), and what still
+# wanders at rest (jitter, the bend the pose terms miss) is dropped: a point that moves less than
+# EXPRESSION_REST (face widths) from rest does not move her face (a soft dead zone: a larger move passes
+# less this much). The lips always follow in full (speech moves them less than that), and so does the
+# outline, from its frontal rest (his silhouette as the camera sees it, bend and all: her skin must not
+# spill past it; from the rest at each pose it spilled over a turned head's far side, for 0.004 of
+# distance); the lower face follows in full once the mouth opens (the chin drops with it), an eye once
+# it closes, and a brow once it rises or knits against its eye (a grieving or surprised face lives in the
+# brows, and they move about 0.02-0.05).
 EXPRESSION_REST = 0.03
 JAW_OPEN = (0.03, 0.10)  # lip-gap increase (mouth widths) over which the lower face comes to follow in full
 BROW_MOVE = (0.008, 0.02)  # brow move against its eye (face widths) over which the brow comes to follow in full
@@ -66,7 +71,7 @@ OCCLUSION_REACH = 1.5
 NEUTRAL_SECONDS = 4.0  # the operator's resting face follows over about this long
 WARM_FRAMES = 10  # over the first frames it follows quickly (the tracker's first meshes settle)
 WARM_RATE = 0.3
-LEARN_MAX_YAW = 15.0  # degrees: only a head this close to frontal teaches the resting face
+LEARN_MAX_YAW = 15.0  # degrees: only a head this close to frontal teaches his outline's rest (_expression)
 BUSY_OPENNESS = 0.08  # a mouth this open (inner-lip gap over width) is talking: it hardly teaches the rest
 LIQUIFY_FACING = 0.4  # only points the camera sees this squarely (left-right) steer the liquify
 UNFOLD_ROUNDS = 3
@@ -122,7 +127,8 @@ class FaceSwapFilter(ClosesOnExit):
         self._shape_weight = np.clip((ys - top) / (brow - top), 0.0, 1.0)[:, None]
         self._lower = np.clip((ys - ys[2]) / (0.5 * (ys[13] - ys[2])), 0.0, 1.0)  # 0 at the nose base, 1 at the lips
         self._eyes = [_eye_points(side) for side in ("left", "right")]
-        self._neutral: np.ndarray | None = None
+        self._rest = RestingFace()
+        self._outline_rest: np.ndarray | None = None  # his resting outline (canonical frame), from the front
         self._seen = 0
         self._mesher = FaceMesher(still=False, depth=True)
         self._smoother = LandmarkSmoother()
@@ -140,7 +146,8 @@ class FaceSwapFilter(ClosesOnExit):
         out = None
         if found is not None:
             if self._policy.portrait_weight >= 1.0:
-                self._neutral = None  # back after a long loss: perhaps someone else, relearn the resting face
+                self._rest.reset()  # back after a long loss: perhaps someone else, relearn the resting face
+                self._outline_rest = None
             operator = found[:N_MESH_POINTS]
             smooth = self._smoother(operator, t_capture, face_width(operator[self._oval, :2]))
             out = self._convert(image, smooth.astype(np.float64))
@@ -155,24 +162,29 @@ class FaceSwapFilter(ClosesOnExit):
         """The persona's face (468, 3) for the operator's mesh (468, 3): her shape, his expression and pose."""
         pose = fit_pose(operator)
         own = pose.undo(operator)
-        if self._neutral is None:
-            self._neutral, self._seen = own.copy(), 0
-        elif abs(pose.angles()[0]) <= LEARN_MAX_YAW:  # a turned head's mesh is not its resting shape
+        yaw, pitch, _ = pose.angles()
+        if not self._rest.learnt:
+            self._rest.learn(own, yaw, pitch, 1.0)
+            self._outline_rest, self._seen = own[self._oval].copy(), 0
+        else:  # at every pose: the rest is learnt as a function of it
             self._seen += 1
             rate = WARM_RATE if self._seen <= WARM_FRAMES else 1.0 / (NEUTRAL_SECONDS * 30.0)
-            if mesh_openness(own) > mesh_openness(self._neutral) + BUSY_OPENNESS:
+            if mesh_openness(own) > mesh_openness(self._rest.at(yaw, pitch)) + BUSY_OPENNESS:
                 rate *= 0.1
-            self._neutral += rate * (own - self._neutral)
-        shape = self._neutral + self._expression(own) \
-            + self._strength * self._shape_weight * (self._likeness.shape - self._neutral)
+            self._rest.learn(own, yaw, pitch, rate)
+            if abs(yaw) <= LEARN_MAX_YAW:
+                self._outline_rest += rate * (own[self._oval] - self._outline_rest)
+        rest = self._rest.at(yaw, pitch)
+        shape = rest + self._expression(own, rest, self._outline_rest) \
+            + self._strength * self._shape_weight * (self._likeness.shape - rest)
         return pose.apply(shape)
 
-    def _expression(self, own: np.ndarray) -> np.ndarray:
-        """His expression (468, 3) in the canonical frame: his mesh minus his resting one, less what the
-        tracker adds at rest (EXPRESSION_REST's dead zone); in full on the lips and the outline, over the
-        lower face while the mouth opens, over an eye while it closes and on a brow that moves against its
-        eye."""
-        rest = self._neutral
+    def _expression(self, own: np.ndarray, rest: np.ndarray, outline_rest: np.ndarray) -> np.ndarray:
+        """His expression (468, 3) in the canonical frame: his mesh minus his resting one at this pose
+        (`rest`), less what the tracker adds at rest (EXPRESSION_REST's dead zone); in full on the lips,
+        over the lower face while the mouth opens, over an eye while it closes and on a brow that moves
+        against its eye. The outline follows his from its frontal rest (`outline_rest`, its points only),
+        bend and all: it is his silhouette as the camera sees it, and her face must not spill past it."""
         delta = own - rest
         n = np.linalg.norm(delta, axis=1)
         keep = np.maximum(n - EXPRESSION_REST, 0.0) / np.maximum(n, 1e-9)
@@ -186,8 +198,9 @@ class FaceSwapFilter(ClosesOnExit):
             lift = np.linalg.norm(delta[brow, :2].mean(axis=0) - delta[points, :2].mean(axis=0))
             keep[brow] += _ramp(lift, BROW_MOVE) * (1.0 - keep[brow])
         keep[self._lips] = 1.0
-        keep[self._oval] = 1.0  # his silhouette as the camera sees it: her outline must not spill past it
-        return delta * keep[:, None]
+        delta *= keep[:, None]
+        delta[self._oval] = own[self._oval] - outline_rest
+        return delta
 
     def _convert(self, image: np.ndarray, operator: np.ndarray) -> np.ndarray | None:
         """The frame with the persona's face drawn in, or None if the face lies outside the frame."""
@@ -199,7 +212,10 @@ class FaceSwapFilter(ClosesOnExit):
         if self._strength > 0:
             outline = self._liquify(image, out, operator, target)
         atlas = self._likeness.atlas
-        patch, drawn, box = render(atlas.texture, atlas.points, target, self._canon.coarse, shape)
+        # All 898 triangles, not the lighter mesh: drawn back at its own pose, a face lost 0.05-0.12 of dlib
+        # distance over the lighter one's larger triangles (eyelids, nose and mouth corners bent straight),
+        # 0.01-0.05 over the whole one; on all 72 pairs 0.454 -> 0.445, for about 0.5 ms a frame.
+        patch, drawn, box = render(atlas.texture, atlas.points, target, self._canon.triangles, shape)
         x0, y0, x1, y1 = box
         if x1 - x0 < 8 or y1 - y0 < 8:
             return None
