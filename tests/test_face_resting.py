@@ -37,6 +37,15 @@ def rates(n: int) -> list[float]:
     return [1.0] + [WARM_RATE if k <= WARM_FRAMES else 1.0 / (NEUTRAL_SECONDS * FPS) for k in range(1, n)]
 
 
+def learnt_over_turns(rest: np.ndarray, bend: np.ndarray, seconds: float = 10.0) -> RestingFace:
+    """A resting face learnt, at the swap's rates, from a head turning and nodding at rest."""
+    learner = RestingFace()
+    poses = sweep(seconds)
+    for (yaw, pitch), rate in zip(poses, rates(len(poses))):
+        learner.learn(bent(rest, bend, yaw), yaw, pitch, rate)
+    return learner
+
+
 @pytest.fixture
 def faces() -> tuple[np.ndarray, np.ndarray]:
     """(a resting mesh, the tracker's bend at 30 degrees: 0.05 face widths on the cheeks, nose and brows)."""
@@ -51,10 +60,7 @@ def faces() -> tuple[np.ndarray, np.ndarray]:
 
 def test_a_head_turning_at_rest_is_learnt_as_rest_at_each_pose(faces):
     rest, bend = faces
-    learner = RestingFace()
-    poses = sweep(10.0)
-    for (yaw, pitch), rate in zip(poses, rates(len(poses))):
-        learner.learn(bent(rest, bend, yaw), yaw, pitch, rate)
+    learner = learnt_over_turns(rest, bend)
     for yaw in (-35.0, -15.0, 20.0, 35.0):
         error = np.linalg.norm(learner.at(yaw, 0.0) - bent(rest, bend, yaw), axis=1).max()
         frontal_error = np.linalg.norm(learner.at(0.0, 0.0) - bent(rest, bend, yaw), axis=1).max()
@@ -65,10 +71,7 @@ def test_a_head_turning_at_rest_is_learnt_as_rest_at_each_pose(faces):
 
 def test_an_expression_at_a_turned_pose_still_shows(faces):
     rest, bend = faces
-    learner = RestingFace()
-    poses = sweep(10.0)
-    for (yaw, pitch), rate in zip(poses, rates(len(poses))):
-        learner.learn(bent(rest, bend, yaw), yaw, pitch, rate)
+    learner = learnt_over_turns(rest, bend)
     lips = feature_indices("lips")
     smiling = bent(rest, bend, 30.0)
     smiling[lips, 0] *= 1.15  # the mouth widens
