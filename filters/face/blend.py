@@ -72,7 +72,7 @@ def feathered_mask(
     dist = dist[oy : oy + h, ox : ox + w]
     ramp = (dist - np.float32(size * erode)) * np.float32(1.0 / (size * feather))
     np.clip(ramp, 0.0, 1.0, out=ramp)
-    alpha = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no visible crease where the ramp starts or ends
+    alpha = smoothstep(ramp)
 
     if mouth is not None and mouth_weight > 0.0:
         hole = np.zeros((h, w), np.uint8)
@@ -124,7 +124,13 @@ def feathered_region(inside: np.ndarray, size: float, shape: tuple[int, int],
     dist = dist[1 + pads[0] : 1 + pads[0] + (y1 - y0), 1 + pads[2] : 1 + pads[2] + (x1 - x0)]
     ramp = (dist - np.float32(size * erode)) * np.float32(1.0 / (size * feather))
     np.clip(ramp, 0.0, 1.0, out=ramp)
-    return ramp * ramp * (3.0 - 2.0 * ramp)
+    return smoothstep(ramp)
+
+
+def smoothstep(t):
+    """`t` (already 0..1, a number or an array of any float type) eased in and out: a ramp shaped by it
+    shows no crease where it starts or ends."""
+    return t * t * (3.0 - 2.0 * t)
 
 
 def fade_above(alpha: np.ndarray, box: tuple[int, int, int, int], start: np.ndarray, end: np.ndarray) -> None:
@@ -138,8 +144,7 @@ def fade_above(alpha: np.ndarray, box: tuple[int, int, int, int], start: np.ndar
     gx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(start[0])
     gy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(start[1])
     t = gx * np.float32(d[0] / length2) + gy * np.float32(d[1] / length2)
-    keep = np.clip(1.0 - t, 0.0, 1.0)
-    alpha *= keep * keep * (3.0 - 2.0 * keep)
+    alpha *= smoothstep(np.clip(1.0 - t, 0.0, 1.0))
 
 
 def cut_mouth(alpha: np.ndarray, mouth: np.ndarray, box: tuple[int, int, int, int], size: float,

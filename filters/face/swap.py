@@ -26,7 +26,7 @@ from scipy.spatial import Delaunay
 from engine.face_contract import FaceOutput, check_frame
 from filters.face.animate import mesh_openness
 from filters.face.blend import (composite, cut_mouth, face_width, fade_above, feathered_mask, feathered_region,
-                                 mouth_cut_weight)
+                                 mouth_cut_weight, smoothstep)
 from filters.face.color import transfer_color
 from filters.face.face3d import canonical, fit_pose, point_facing, render, signed_areas
 from filters.face.fallback import FADE_S, HOLD_S, LostFacePolicy
@@ -309,8 +309,7 @@ class FaceSwapFilter(ClosesOnExit):
 
 def _ramp(x: float, span: tuple[float, float]) -> float:
     """0 below span[0], 1 above span[1], smoothstep between."""
-    t = float(np.clip((x - span[0]) / (span[1] - span[0]), 0.0, 1.0))
-    return t * t * (3.0 - 2.0 * t)
+    return smoothstep(float(np.clip((x - span[0]) / (span[1] - span[0]), 0.0, 1.0)))
 
 
 def _eye_points(side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
