@@ -20,7 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 POSE_SCALE = 30.0  # degrees: the pose features are angle / POSE_SCALE (about 1 at a clear turn)
-RIDGE = 1e-3  # how firmly a pose term is eased back to nothing while the frames do not teach it
+# How firmly the pose terms are held to nothing: as if a spread of about 7 degrees (0.05 = (7/30)^2) of
+# resting frames at the front had been seen. Weaker, a head held nearly still "taught" a slope from a degree
+# or two of wobble, and a smile held while the head dipped 3 degrees was two thirds explained away as the
+# rest at that pitch (tests/test_face_resting.py); real turns (tens of degrees) outweigh it many times.
+RIDGE = 0.05
 MAX_REACH = 60.0  # degrees: the turn and nod past which nothing is learnt or read (the tracker's limit)
 
 
