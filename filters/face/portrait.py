@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.face_contract import FaceOutput, check_frame
 from filters.face.animate import LIP_LOWER, LIP_UPPER, MOUTH_LEFT, MOUTH_RIGHT, Pose, Retargeter
-from filters.face.blend import face_width, mouth_openness
+from filters.face.blend import face_width, mouth_openness, smoothstep
 from filters.face.fallback import FADE_S, HOLD_S, LostFacePolicy, cover_fit, cover_fit_transform
 from filters.face.landmarks import N_MESH_POINTS, ClosesOnExit, FaceMesher, face_down, lips_inner_indices
 from filters.face.mouth import paint_interior, skin_lab
@@ -162,7 +162,7 @@ class PortraitFilter(ClosesOnExit):
         weights = np.concatenate([w_inner[keep_i], w_outer[keep_o]])
         to_edge = np.minimum(np.minimum(rings[:, 0], w - 1 - rings[:, 0]), np.minimum(rings[:, 1], h - 1 - rings[:, 1]))
         ramp = np.clip(to_edge / (EDGE_FALLOFF * min(h, w)), 0.0, 1.0)
-        weights = np.concatenate([weights * ramp * ramp * (3 - 2 * ramp), np.zeros(len(border))])
+        weights = np.concatenate([weights * smoothstep(ramp), np.zeros(len(border))])
         anchors = np.vstack([rings, border]).astype(np.float32)
 
         src = np.vstack([points[subset], anchors]).astype(np.float32)

@@ -4,15 +4,17 @@ A swap carries the operator's expression onto the persona as his mesh minus his 
 rigid, but the tracker's mesh of a resting face is not: it bends a little as the head turns and nods, and
 a resting mesh learnt only from the front turns that bend into "expression", which carries the shape of
 his features into hers (on the likeness benchmark's 72 pairs the turned frames were her face's furthest).
-So the resting mesh is learnt as a function of the pose: rest(yaw, pitch) = W . [1, yaw, pitch, yaw^2],
-fitted by exponentially forgetting least squares over the frames the swap sees, at every pose. A smile or
-a raised brow is still a move away from the rest at that pose; what changes with the pose alone is not.
 
-Where recent frames do not teach a pose term (the head has not turned yet, or not for a long while), a
-ridge eases it back to nothing, that is to the rest the front teaches; poses past the largest turn and nod
-seen so far are read at that turn: nothing is extrapolated. Measured (bench_likeness, 72 pairs, 40 frames,
-the swap drawing its lighter mesh): median dlib distance to her 0.472 with a rest learnt from the front
-only, 0.458 with this one, 0.440 carrying no expression at all.
+So the resting mesh is learnt as a function of the pose, rest(yaw, pitch) = W . [1, yaw, pitch, yaw^2],
+by least squares over the frames the swap sees, at every pose, forgetting over about NEUTRAL_SECONDS. A
+smile or a raised brow is still a move away from the rest at that pose; what changes with the pose alone
+is not. The forgetting is directional: a frame only wears out what was learnt about poses like its own, so
+a turn held for a minute (a side monitor) does not wear out the front. A ridge holds the pose terms to
+nothing until real turns teach them, and poses outside the turns and nods seen so far (each way) are read
+at their edge: the side he has not turned to yet gets no extrapolated bend.
+
+`front` is the plain frontal rest, learnt from near-frontal frames only, as the rest used to be: his
+outline follows from it (his silhouette as the camera sees it, bend and all).
 """
 
 from __future__ import annotations
@@ -20,53 +22,81 @@ from __future__ import annotations
 import numpy as np
 
 POSE_SCALE = 30.0  # degrees: the pose features are angle / POSE_SCALE (about 1 at a clear turn)
-# How firmly the pose terms are held to nothing: as if a spread of about 7 degrees (0.05 = (7/30)^2) of
-# resting frames at the front had been seen. Weaker, a head held nearly still "taught" a slope from a degree
-# or two of wobble, and a smile held while the head dipped 3 degrees was two thirds explained away as the
-# rest at that pitch (tests/test_face_resting.py); real turns (tens of degrees) outweigh it many times.
+FRONT_YAW = 15.0  # degrees: only a head this close to frontal teaches `front`
+NEUTRAL_SECONDS = 4.0  # what is learnt follows over about this long (at FPS frames a second)...
+FPS = 30.0
+WARM_FRAMES = 10  # ...but over the first frames quickly (the tracker's first meshes settle)
+WARM_RATE = 0.3
+BUSY_SHARE = 0.1  # a frame the caller calls busy (a talking mouth) teaches this much of what another would
+# How firmly the pose terms are held to nothing: as if resting frames spread about 7 degrees (0.05 = (7/30)^2)
+# of turn or nod at the front had been seen (about 14 degrees for the yaw^2 term). Weaker, a head held nearly
+# still "taught" a bend from a degree or two of wobble, and a smile held while the head dipped 3 degrees was
+# two thirds explained away as the rest at that pitch (tests/test_face_resting.py); real turns (tens of
+# degrees) outweigh it many times.
 RIDGE = 0.05
-MAX_REACH = 60.0  # degrees: the turn and nod past which nothing is learnt or read (the tracker's limit)
 
 
 class RestingFace:
     """The operator's resting mesh (N, 3, in the canonical frame) as learnt so far, read at any pose."""
 
     def __init__(self) -> None:
+        self.front: np.ndarray | None = None  # the frontal rest (N, 3)
         self._w: np.ndarray | None = None  # (4, N * 3): the fitted terms
-        self._s = np.zeros((4, 4))  # forgetting sums of x x^T and x y^T
+        self._s = np.zeros((4, 4))  # the sums of x x^T and x y^T, forgotten along each new frame's x
         self._t: np.ndarray | None = None
-        self._reach = np.zeros(2)  # the largest |yaw| and |pitch| seen (degrees)
+        self._seen = np.zeros((2, 2))  # [[yaw lo, yaw hi], [pitch lo, pitch hi]] seen (degrees)
+        self._frames = np.zeros(2, int)  # frames that taught the fit, and `front`
         self._ridge = np.diag([0.0, RIDGE, RIDGE, RIDGE])  # never on the rest itself
 
     @property
     def learnt(self) -> bool:
         return self._w is not None
 
-    def reset(self) -> None:
-        """Forget it all (someone else may sit down)."""
-        self.__init__()
-
     def at(self, yaw: float, pitch: float) -> np.ndarray:
         """The resting mesh at this pose (degrees); only once something was learnt."""
-        if self._w is None:
+        if self._w is None or self.front is None:
             raise RuntimeError("nothing learnt yet")
-        return np.einsum("i,ik->k", self._features(yaw, pitch), self._w).reshape(-1, 3)
+        return np.einsum("i,ik->k", self._features(yaw, pitch), self._w).reshape(self.front.shape)
 
-    def learn(self, mesh: np.ndarray, yaw: float, pitch: float, rate: float) -> None:
-        """Move toward `mesh` (the operator's pose-free mesh now) at `rate` (0..1 of the way a frame)."""
-        y = np.asarray(mesh, np.float64).reshape(-1)
-        if self._w is None:
+    def learn(self, mesh: np.ndarray, yaw: float, pitch: float, busy: bool = False) -> None:
+        """Learn from `mesh` (the operator's pose-free mesh now, at this pose in degrees); a `busy` frame (a
+        talking mouth) teaches little, and a frame with no finite pose or mesh nothing."""
+        mesh = np.asarray(mesh, np.float64)
+        if not (np.isfinite(yaw) and np.isfinite(pitch) and np.isfinite(mesh).all()):
+            return
+        y = mesh.reshape(-1)
+        if self._w is None or self.front is None or self._t is None:
+            self.front = mesh.copy()
             self._w = np.zeros((4, y.size))
             self._w[0] = y
             self._t = np.zeros((4, y.size))
-        self._reach = np.minimum(np.maximum(self._reach, np.abs((yaw, pitch))), MAX_REACH)
+            self._seen[:] = ((yaw, yaw), (pitch, pitch))
+        if abs(yaw) <= FRONT_YAW:
+            self.front += self._rate(1, busy) * (mesh - self.front)
+        self._seen[:, 0] = np.minimum(self._seen[:, 0], (yaw, pitch))
+        self._seen[:, 1] = np.maximum(self._seen[:, 1], (yaw, pitch))
         x = self._features(yaw, pitch)
-        self._s += rate * (np.outer(x, x) - self._s)
-        self._t += rate * (np.outer(x, y) - self._t)
-        self._w = _solve(self._s + self._ridge, self._t)  # the ridge pulls the pose terms to 0
+        rate = self._rate(0, busy)
+        # Forget along x only: take `rate` of what S holds in x's direction out of S and T, leaving the
+        # current estimate the solution of what remains; then add this frame at `rate`.
+        sx = np.einsum("ij,j->i", self._s, x)
+        q = float(x @ sx)
+        if q > 1e-12:
+            self._s -= rate / q * np.outer(sx, sx)
+            self._t -= rate / q * np.outer(sx, np.einsum("i,ik->k", sx, self._w))
+        self._s += rate * np.outer(x, x)
+        self._t += rate * np.outer(x, y)
+        self._w = _solve(self._s + self._ridge, self._t)
+
+    def _rate(self, part: int, busy: bool) -> float:
+        """How far this frame moves the fit (part 0) or `front` (part 1): quickly over each one's first
+        frames, then over about NEUTRAL_SECONDS."""
+        self._frames[part] += 1
+        rate = WARM_RATE if self._frames[part] <= WARM_FRAMES else 1.0 / (NEUTRAL_SECONDS * FPS)
+        return rate * (BUSY_SHARE if busy else 1.0)
 
     def _features(self, yaw: float, pitch: float) -> np.ndarray:
-        a, b = np.clip((yaw, pitch), -self._reach, self._reach) / POSE_SCALE
+        a, b = np.clip((yaw, pitch), self._seen[:, 0], self._seen[:, 1]) / POSE_SCALE
         return np.array([1.0, a, b, a * a])
 
 

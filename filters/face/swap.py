@@ -68,10 +68,6 @@ BROW_MOVE = (0.008, 0.02)  # brow move against its eye (face widths) over which 
 BLINK = (0.15, 0.35)  # lid-gap closure (share of the resting gap) over which an eye comes to follow in full
 # Occluders are looked for over the face outline's box grown this much (the reshaping ring included).
 OCCLUSION_REACH = 1.5
-NEUTRAL_SECONDS = 4.0  # the operator's resting face follows over about this long
-WARM_FRAMES = 10  # over the first frames it follows quickly (the tracker's first meshes settle)
-WARM_RATE = 0.3
-LEARN_MAX_YAW = 15.0  # degrees: only a head this close to frontal teaches his outline's rest (_expression)
 BUSY_OPENNESS = 0.08  # a mouth this open (inner-lip gap over width) is talking: it hardly teaches the rest
 LIQUIFY_FACING = 0.4  # only points the camera sees this squarely (left-right) steer the liquify
 UNFOLD_ROUNDS = 3
@@ -128,8 +124,6 @@ class FaceSwapFilter(ClosesOnExit):
         self._lower = np.clip((ys - ys[2]) / (0.5 * (ys[13] - ys[2])), 0.0, 1.0)  # 0 at the nose base, 1 at the lips
         self._eyes = [_eye_points(side) for side in ("left", "right")]
         self._rest = RestingFace()
-        self._outline_rest: np.ndarray | None = None  # his resting outline (canonical frame), from the front
-        self._seen = 0
         self._mesher = FaceMesher(still=False, depth=True)
         self._smoother = LandmarkSmoother()
         self._occluders = OccluderDetector()
@@ -146,8 +140,7 @@ class FaceSwapFilter(ClosesOnExit):
         out = None
         if found is not None:
             if self._policy.portrait_weight >= 1.0:
-                self._rest.reset()  # back after a long loss: perhaps someone else, relearn the resting face
-                self._outline_rest = None
+                self._rest = RestingFace()  # back after a long loss: perhaps someone else, learn anew
             operator = found[:N_MESH_POINTS]
             smooth = self._smoother(operator, t_capture, face_width(operator[self._oval, :2]))
             out = self._convert(image, smooth.astype(np.float64))
@@ -163,28 +156,23 @@ class FaceSwapFilter(ClosesOnExit):
         pose = fit_pose(operator)
         own = pose.undo(operator)
         yaw, pitch, _ = pose.angles()
-        if not self._rest.learnt:
-            self._rest.learn(own, yaw, pitch, 1.0)
-            self._outline_rest, self._seen = own[self._oval].copy(), 0
-        else:  # at every pose: the rest is learnt as a function of it
-            self._seen += 1
-            rate = WARM_RATE if self._seen <= WARM_FRAMES else 1.0 / (NEUTRAL_SECONDS * 30.0)
-            if mesh_openness(own) > mesh_openness(self._rest.at(yaw, pitch)) + BUSY_OPENNESS:
-                rate *= 0.1
-            self._rest.learn(own, yaw, pitch, rate)
-            if abs(yaw) <= LEARN_MAX_YAW:
-                self._outline_rest += rate * (own[self._oval] - self._outline_rest)
+        # Learnt at every pose (resting.py); a talking mouth hardly teaches it.
+        busy = self._rest.learnt and mesh_openness(own) > mesh_openness(self._rest.at(yaw, pitch)) + BUSY_OPENNESS
+        self._rest.learn(own, yaw, pitch, busy)
+        if not self._rest.learnt:  # no usable pose yet
+            return operator
         rest = self._rest.at(yaw, pitch)
-        shape = rest + self._expression(own, rest, self._outline_rest) \
+        # His outline is his silhouette as the camera sees it, bend and all: it moves from his frontal rest.
+        rest[self._oval] = self._rest.front[self._oval]
+        shape = rest + self._expression(own, rest) \
             + self._strength * self._shape_weight * (self._likeness.shape - rest)
         return pose.apply(shape)
 
-    def _expression(self, own: np.ndarray, rest: np.ndarray, outline_rest: np.ndarray) -> np.ndarray:
+    def _expression(self, own: np.ndarray, rest: np.ndarray) -> np.ndarray:
         """His expression (468, 3) in the canonical frame: his mesh minus his resting one at this pose
-        (`rest`), less what the tracker adds at rest (EXPRESSION_REST's dead zone); in full on the lips,
-        over the lower face while the mouth opens, over an eye while it closes and on a brow that moves
-        against its eye. The outline follows his from its frontal rest (`outline_rest`, its points only),
-        bend and all: it is his silhouette as the camera sees it, and her face must not spill past it."""
+        (`rest`), less what the tracker adds at rest (EXPRESSION_REST's dead zone); in full on the lips and
+        the outline, over the lower face while the mouth opens, over an eye while it closes and on a brow
+        that moves against its eye."""
         delta = own - rest
         n = np.linalg.norm(delta, axis=1)
         keep = np.maximum(n - EXPRESSION_REST, 0.0) / np.maximum(n, 1e-9)
@@ -198,9 +186,8 @@ class FaceSwapFilter(ClosesOnExit):
             lift = np.linalg.norm(delta[brow, :2].mean(axis=0) - delta[points, :2].mean(axis=0))
             keep[brow] += _ramp(lift, BROW_MOVE) * (1.0 - keep[brow])
         keep[self._lips] = 1.0
-        delta *= keep[:, None]
-        delta[self._oval] = own[self._oval] - outline_rest
-        return delta
+        keep[self._oval] = 1.0  # his silhouette as the camera sees it: her outline must not spill past it
+        return delta * keep[:, None]
 
     def _convert(self, image: np.ndarray, operator: np.ndarray) -> np.ndarray | None:
         """The frame with the persona's face drawn in, or None if the face lies outside the frame."""
