@@ -14,7 +14,9 @@ nothing until real turns teach them, and poses outside the turns and nods seen s
 at their edge: the side he has not turned to yet gets no extrapolated bend.
 
 `front` is the plain frontal rest, learnt from near-frontal frames only, as the rest used to be: his
-outline follows from it (his silhouette as the camera sees it, bend and all).
+outline follows from it (his silhouette as the camera sees it, bend and all). Measured (bench_likeness, 72
+pairs, 40 frames, the swap drawing its lighter mesh): median dlib distance to her 0.472 with the frontal
+rest alone, 0.455 with this one, 0.440 carrying no expression at all.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ SHAPE_STRENGTH = 1.0
 # zero: the tracker bends a resting face's mesh a little as the head turns or nods, and what it adds is
 # the shape of his features (bench_likeness --quick, clips with no expression at all: median dlib
 # distance to her 0.464 with it, 0.423 without any expression, 0.444 with this dead zone). So the resting
-# mesh is learnt per pose (resting.py: on all 72 pairs, 40 frames each, 0.472 -> 0.458), and what still
+# mesh is learnt per pose (resting.py: on all 72 pairs, 40 frames each, 0.472 -> 0.455), and what still
 # wanders at rest (jitter, the bend the pose terms miss) is dropped: a point that moves less than
 # EXPRESSION_REST (face widths) from rest does not move her face (a soft dead zone: a larger move passes
 # less this much). The lips always follow in full (speech moves them less than that), and so does the
@@ -201,7 +201,7 @@ class FaceSwapFilter(ClosesOnExit):
         atlas = self._likeness.atlas
         # All 898 triangles, not the lighter mesh: drawn back at its own pose, a face lost 0.05-0.12 of dlib
         # distance over the lighter one's larger triangles (eyelids, nose and mouth corners bent straight),
-        # 0.01-0.05 over the whole one; on all 72 pairs 0.458 -> 0.448, for about 0.3-0.5 ms a frame.
+        # 0.01-0.05 over the whole one; on all 72 pairs 0.455 -> 0.446, for about 0.3-0.5 ms a frame.
         patch, drawn, box = render(atlas.texture, atlas.points, target, self._canon.triangles, shape)
         x0, y0, x1, y1 = box
         if x1 - x0 < 8 or y1 - y0 < 8:
