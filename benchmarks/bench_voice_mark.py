@@ -213,7 +213,7 @@ def _wer_summary(readings: dict[str, rv.Reading], draws: list[dict[str, dict[str
         out = {"diff": round(float(d.sum()) / decoded, 4),
                "se": round(float(np.std(d, ddof=1) * np.sqrt(len(d))) / decoded, 4)}
         if seeds > 1:
-            per_draw = [sum(float((dr[n][k] - dr[n][base]).sum()) for n in readings) / words for dr in draws]
+            per_draw = d.reshape(seeds, -1).sum(axis=1) / words  # flat is draw-major
             out["se_by_draw"] = round(float(np.std(per_draw, ddof=1) / np.sqrt(seeds)), 4)
             per_sentence = d.reshape(seeds, -1).sum(axis=0)  # flat is draw-major, the same sentences each draw
             out["se_by_sentence"] = round(float(np.std(per_sentence, ddof=1) * np.sqrt(len(per_sentence))) / decoded, 4)

@@ -12,9 +12,7 @@ import pytest
 
 from filters.face.face3d import POSE_POINTS, Pose, canonical, rotation
 from filters.face.landmarks import face_oval_indices, feature_indices
-from filters.face.resting import RestingFace
-
-FPS = 30.0
+from filters.face.resting import FPS, RestingFace
 
 
 def bent(rest: np.ndarray, bend: np.ndarray, yaw: float) -> np.ndarray:
@@ -92,7 +90,7 @@ def test_a_turn_held_for_a_while_does_not_wear_out_the_front(faces):
     plain forgetting fit had moved 80% of the way to the turned mesh)."""
     rest, bend = faces
     learner = learnt_over_turns(rest, bend)
-    for _ in range(int(20 * 30)):
+    for _ in range(int(20 * FPS)):
         learner.learn(bent(rest, bend, 35.0), 35.0, 0.0)
     assert np.linalg.norm(learner.at(0.0, 0.0) - rest, axis=1).max() < 0.01
     assert np.linalg.norm(learner.at(35.0, 0.0) - bent(rest, bend, 35.0), axis=1).max() < 0.01

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,12 +109,10 @@ class FrontDoor:
         """A snapshot of the calls: check and status run in a worker thread while the loop places calls."""
         return list(self.calls.values())
 
-    def _running_on(self, node_id: str) -> int:
-        return sum(1 for c in self._calls_now() if c.node_id == node_id and c.ended is None)
-
     def choose_worker(self) -> dict:
         """The live worker with the most free call slots; ClusterFull when every one is full."""
-        candidates = [(w["slots"] - self._running_on(w["node_id"]), w) for w in workers()]
+        running = Counter(c.node_id for c in self._calls_now() if c.ended is None)
+        candidates = [(w["slots"] - running[w["node_id"]], w) for w in workers()]
         free = [(n, w) for n, w in candidates if n >= 1]
         if not free:
             total = sum(w["slots"] for _, w in candidates)
@@ -209,11 +208,11 @@ class FrontDoor:
 
     def status(self) -> dict:
         """Workers, their calls and their load (free slots), as `evercall cluster status` prints them."""
-        listed = []
+        calls, listed = self._calls_now(), []  # one snapshot for the whole report
         for w in workers():
-            on = [c.describe() for c in self._calls_now() if c.node_id == w["node_id"] and c.ended is None]
+            on = [c.describe() for c in calls if c.node_id == w["node_id"] and c.ended is None]
             listed.append({**w, "calls": on, "free": w["slots"] - len(on)})
-        return {"workers": listed, "ended": [c.describe() for c in self._calls_now() if c.ended]}
+        return {"workers": listed, "ended": [c.describe() for c in calls if c.ended]}
 
 
 def cluster_status() -> dict:

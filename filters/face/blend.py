@@ -70,9 +70,7 @@ def feathered_mask(
     dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     oy, ox = y0 - lo[1], x0 - lo[0]
     dist = dist[oy : oy + h, ox : ox + w]
-    ramp = (dist - np.float32(size * erode)) * np.float32(1.0 / (size * feather))
-    np.clip(ramp, 0.0, 1.0, out=ramp)
-    alpha = smoothstep(ramp)
+    alpha = _edge_alpha(dist, size, erode, feather)
 
     if mouth is not None and mouth_weight > 0.0:
         hole = np.zeros((h, w), np.uint8)
@@ -122,6 +120,12 @@ def feathered_region(inside: np.ndarray, size: float, shape: tuple[int, int],
     grown = cv2.copyMakeBorder(grown, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     dist = cv2.distanceTransform(grown, cv2.DIST_L2, cv2.DIST_MASK_3)
     dist = dist[1 + pads[0] : 1 + pads[0] + (y1 - y0), 1 + pads[2] : 1 + pads[2] + (x1 - x0)]
+    return _edge_alpha(dist, size, erode, feather)
+
+
+def _edge_alpha(dist: np.ndarray, size: float, erode: float, feather: float) -> np.ndarray:
+    """Alpha from the distance (px) to a mask's edge: 0 up to `erode` face widths in, 1 from a further
+    `feather`, eased between."""
     ramp = (dist - np.float32(size * erode)) * np.float32(1.0 / (size * feather))
     np.clip(ramp, 0.0, 1.0, out=ramp)
     return smoothstep(ramp)

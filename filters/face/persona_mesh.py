@@ -11,7 +11,7 @@ from engine.errors import PersonaError
 from engine.face_contract import NO_FACE_MESSAGE, check_photo
 from filters.face.animate import LIP_LOWER, LIP_UPPER, MOUTH_LEFT, MOUTH_RIGHT
 from filters.face.blend import face_width
-from filters.face.landmarks import N_MESH_POINTS, FaceMesher, face_down, face_oval_indices
+from filters.face.landmarks import N_MESH_POINTS, FaceMesher, face_down, face_oval_indices, feature_indices
 
 MIN_FACE_PX = 100
 # Warp control points: the feature contours and nose, plus this many more spread over cheeks and forehead.
@@ -26,9 +26,7 @@ def warp_point_subset(points: np.ndarray, extra: int) -> np.ndarray:
     The extra points are picked by farthest-point sampling on the persona's mesh so they cover the
     cheeks and forehead evenly, keeping the skin's shape while cutting the triangle count.
     """
-    from mediapipe.python.solutions import face_mesh as fm
-
-    chosen = sorted({i for edges in (fm.FACEMESH_CONTOURS, fm.FACEMESH_NOSE) for e in edges for i in e})
+    chosen = [int(i) for i in np.union1d(feature_indices("contours"), feature_indices("nose"))]
     pts = np.asarray(points[:N_MESH_POINTS], dtype=np.float64)
     rest = np.setdiff1d(np.arange(len(pts)), chosen)
     dist = np.min(np.linalg.norm(pts[rest, None, :] - pts[None, chosen, :], axis=2), axis=1)

@@ -36,6 +36,7 @@ BUSY_SHARE = 0.1  # a frame the caller calls busy (a talking mouth) teaches this
 # two thirds explained away as the rest at that pitch (tests/test_face_resting.py); real turns (tens of
 # degrees) outweigh it many times.
 RIDGE = 0.05
+_RIDGE = np.diag([0.0, RIDGE, RIDGE, RIDGE])  # on the pose terms, never on the rest itself
 
 
 class RestingFace:
@@ -47,17 +48,18 @@ class RestingFace:
         self._s = np.zeros((4, 4))  # the sums of x x^T and x y^T, forgotten along each new frame's x
         self._t: np.ndarray | None = None
         self._seen = np.zeros((2, 2))  # [[yaw lo, yaw hi], [pitch lo, pitch hi]] seen (degrees)
-        self._frames = np.zeros(2, int)  # frames that taught the fit, and `front`
-        self._ridge = np.diag([0.0, RIDGE, RIDGE, RIDGE])  # never on the rest itself
+        self._fit_frames = 0  # frames that taught the fit
+        self._front_frames = 0  # and `front`
 
     @property
     def learnt(self) -> bool:
-        return self._w is not None
+        return self.front is not None  # set with the fit, on the first usable frame
 
     def at(self, yaw: float, pitch: float) -> np.ndarray:
         """The resting mesh at this pose (degrees); only once something was learnt."""
-        if self._w is None or self.front is None:
+        if not self.learnt:
             raise RuntimeError("nothing learnt yet")
+        assert self._w is not None and self.front is not None
         return np.einsum("i,ik->k", self._features(yaw, pitch), self._w).reshape(self.front.shape)
 
     def learn(self, mesh: np.ndarray, yaw: float, pitch: float, busy: bool = False) -> None:
@@ -67,18 +69,21 @@ class RestingFace:
         if not (np.isfinite(yaw) and np.isfinite(pitch) and np.isfinite(mesh).all()):
             return
         y = mesh.reshape(-1)
-        if self._w is None or self.front is None or self._t is None:
+        if not self.learnt:
             self.front = mesh.copy()
             self._w = np.zeros((4, y.size))
             self._w[0] = y
             self._t = np.zeros((4, y.size))
             self._seen[:] = ((yaw, yaw), (pitch, pitch))
+        assert self._w is not None and self._t is not None and self.front is not None
         if abs(yaw) <= FRONT_YAW:
-            self.front += self._rate(1, busy) * (mesh - self.front)
+            self._front_frames += 1
+            self.front += _rate(self._front_frames, busy) * (mesh - self.front)
         self._seen[:, 0] = np.minimum(self._seen[:, 0], (yaw, pitch))
         self._seen[:, 1] = np.maximum(self._seen[:, 1], (yaw, pitch))
         x = self._features(yaw, pitch)
-        rate = self._rate(0, busy)
+        self._fit_frames += 1
+        rate = _rate(self._fit_frames, busy)
         # Forget along x only: take `rate` of what S holds in x's direction out of S and T, leaving the
         # current estimate the solution of what remains; then add this frame at `rate`.
         sx = np.einsum("ij,j->i", self._s, x)
@@ -88,18 +93,18 @@ class RestingFace:
             self._t -= rate / q * np.outer(sx, np.einsum("i,ik->k", sx, self._w))
         self._s += rate * np.outer(x, x)
         self._t += rate * np.outer(x, y)
-        self._w = _solve(self._s + self._ridge, self._t)
-
-    def _rate(self, part: int, busy: bool) -> float:
-        """How far this frame moves the fit (part 0) or `front` (part 1): quickly over each one's first
-        frames, then over about NEUTRAL_SECONDS."""
-        self._frames[part] += 1
-        rate = WARM_RATE if self._frames[part] <= WARM_FRAMES else 1.0 / (NEUTRAL_SECONDS * FPS)
-        return rate * (BUSY_SHARE if busy else 1.0)
+        self._w = _solve(self._s + _RIDGE, self._t)
 
     def _features(self, yaw: float, pitch: float) -> np.ndarray:
         a, b = np.clip((yaw, pitch), self._seen[:, 0], self._seen[:, 1]) / POSE_SCALE
         return np.array([1.0, a, b, a * a])
+
+
+def _rate(frames: int, busy: bool) -> float:
+    """How far the `frames`-th frame that teaches a part moves it: quickly over its first frames, then over
+    about NEUTRAL_SECONDS."""
+    rate = WARM_RATE if frames <= WARM_FRAMES else 1.0 / (NEUTRAL_SECONDS * FPS)
+    return rate * (BUSY_SHARE if busy else 1.0)
 
 
 def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -157,26 +157,27 @@ class FaceSwapFilter(ClosesOnExit):
         own = pose.undo(operator)
         yaw, pitch, _ = pose.angles()
         # Learnt at every pose (resting.py); a talking mouth hardly teaches it.
-        busy = self._rest.learnt and mesh_openness(own) > mesh_openness(self._rest.at(yaw, pitch)) + BUSY_OPENNESS
+        openness = mesh_openness(own)
+        busy = self._rest.learnt and openness > mesh_openness(self._rest.at(yaw, pitch)) + BUSY_OPENNESS
         self._rest.learn(own, yaw, pitch, busy)
         if not self._rest.learnt:  # no usable pose yet
             return operator
         rest = self._rest.at(yaw, pitch)
         # His outline is his silhouette as the camera sees it, bend and all: it moves from his frontal rest.
         rest[self._oval] = self._rest.front[self._oval]
-        shape = rest + self._expression(own, rest) \
+        shape = rest + self._expression(own, rest, openness) \
             + self._strength * self._shape_weight * (self._likeness.shape - rest)
         return pose.apply(shape)
 
-    def _expression(self, own: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    def _expression(self, own: np.ndarray, rest: np.ndarray, openness: float | None = None) -> np.ndarray:
         """His expression (468, 3) in the canonical frame: his mesh minus his resting one at this pose
         (`rest`), less what the tracker adds at rest (EXPRESSION_REST's dead zone); in full on the lips and
         the outline, over the lower face while the mouth opens, over an eye while it closes and on a brow
-        that moves against its eye."""
+        that moves against its eye. `openness` is mesh_openness(own), when the caller has it."""
         delta = own - rest
         n = np.linalg.norm(delta, axis=1)
         keep = np.maximum(n - EXPRESSION_REST, 0.0) / np.maximum(n, 1e-9)
-        jaw = _ramp(mesh_openness(own) - mesh_openness(rest), JAW_OPEN)
+        jaw = _ramp((mesh_openness(own) if openness is None else openness) - mesh_openness(rest), JAW_OPEN)
         keep += jaw * self._lower * (1.0 - keep)
         for points, upper, lower, brow in self._eyes:
             gap_rest = np.linalg.norm(rest[upper, :2] - rest[lower, :2], axis=1).mean()

@@ -97,10 +97,12 @@ def warp_envelope(log_env: np.ndarray, alpha: float) -> np.ndarray:
     return log_env[..., i0] * (1 - w) + log_env[..., i0 + 1] * w
 
 
+BIN_HZ = np.arange(BINS) * RATE / FFT_SIZE  # each FFT bin's frequency
+
+
 def _band_fade(top_hz: float) -> np.ndarray:
     """1 up to 500 Hz below `top_hz`, 0 from it up, a raised-cosine fade between (per FFT bin)."""
-    freqs = np.arange(BINS) * RATE / FFT_SIZE
-    return 0.5 - 0.5 * np.cos(np.pi * np.clip((top_hz - freqs) / 500.0, 0.0, 1.0))
+    return 0.5 - 0.5 * np.cos(np.pi * np.clip((top_hz - BIN_HZ) / 500.0, 0.0, 1.0))
 
 
 def smooth_bins(values: np.ndarray, half_width: int) -> np.ndarray:
@@ -113,8 +115,7 @@ def smooth_bins(values: np.ndarray, half_width: int) -> np.ndarray:
 def estimate_warp(operator_env: np.ndarray, persona_env: np.ndarray, top_hz: float = 6000.0) -> float:
     """Warp factor that best lines up the two average envelopes' shapes (100 Hz-6 kHz, or up to the
     persona sample's band edge), tilt ignored."""
-    freqs = np.arange(BINS) * RATE / FFT_SIZE
-    band = (freqs > 100) & (freqs < min(top_hz, 6000.0))
+    band = (BIN_HZ > 100) & (BIN_HZ < min(top_hz, 6000.0))
     scores = []
     for alpha in WARP_SEARCH:
         residual = persona_env - warp_envelope(operator_env, alpha)
